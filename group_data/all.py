@@ -1,0 +1,33 @@
+# Site data for every host: who runs the site, which components are on.
+# Change these here or per group (group_data/<group>.py) or per host (inventory.py).
+# Each component's own knobs and their defaults sit in its task module (tasks/*.py,
+# DEFAULTS); every key is checked (tasks/data.py) before pyinfra connects anywhere.
+
+# The mail domain; host names and records derive from it.
+domain = "example.org"
+
+# The person who administers the servers: a login with sudo, reached only by SSH key.
+# root logins are refused once the first deploy has run (seed 004: "Remove root SSH access").
+admin_user = "mailadmin"
+
+# OpenSSH public keys of admin_user, one string each ("ssh-ed25519 AAAA... you@laptop").
+# Required: without one the deploy refuses to run, as it turns password logins off.
+admin_ssh_keys = []
+
+# Addresses or networks of the operator (office, home, the machine running pyinfra).
+# fail2ban never bans them; loopback is never banned anyway.
+operator_networks = []
+
+# The port sshd listens on, pyinfra connects to, the firewall opens and fail2ban guards.
+# To move it on a live server: open the new port with firewall_extra_ports, deploy, then
+# change ssh_port and deploy again.
+ssh_port = 22
+
+# Time zone of the servers' clocks and logs, a name from the tz database.
+timezone = "UTC"
+
+# Components beyond SSH hardening; set to False to leave one out.
+bans_enabled = True  # fail2ban: ban addresses that keep failing to log in
+clock_enabled = True  # chrony: keep the clock right (TLS, DNSSEC, logs depend on it)
+firewall_enabled = True  # iptables: default deny inbound, open only what runs here
+upgrades_enabled = True  # unattended-upgrades: install Debian security updates daily

@@ -1,0 +1,1 @@
+"""One module per component: its DEFAULTS, the packages it needs and its @deploy."""

@@ -1,0 +1,32 @@
+"""Bans: fail2ban blocks addresses that keep failing to log in (seed 004, step 3).
+
+Debian 12 and 13 log to the journal only (no /var/log/auth.log), where fail2ban's stock
+jail finds no file and exits: jails read the journal (backend systemd). Bans go into an
+nftables table of fail2ban's own, so reloading the firewall's iptables rules keeps them.
+Loopback and operator_networks are never banned.
+Reads: bans_time, bans_find_time, bans_max_retry, operator_networks, ssh_port.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS = {
+    # How long a ban lasts, and the window and number of failures that trigger it
+    # (fail2ban time syntax: 10m, 1h, 1d).
+    "bans_time": "1h",
+    "bans_find_time": "10m",
+    "bans_max_retry": 5,
+}
+# python3-systemd: the journal backend; nftables: the ban action's `nft` command.
+PACKAGES = ["fail2ban", "python3-systemd", "nftables"]
+
+
+@deploy("Bans", data_defaults=DEFAULTS)
+def apply():
+    changed = install_files([
+        ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2"),
+                   check="fail2ban-client -t"),
+    ])
+    activate(["fail2ban"], changed)

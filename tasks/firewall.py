@@ -1,0 +1,35 @@
+"""Firewall: iptables for IPv4 and IPv6, inbound denied except what this host serves
+(seed 004, step 6).
+
+Rules are whole files (/etc/iptables/rules.v4, rules.v6) that netfilter-persistent loads at
+boot; each is checked with iptables-restore --test before it replaces the old one and is
+loaded only when it changed. fail2ban's bans live in its own nftables table, not here.
+Reads: firewall_extra_ports, firewall_extra_rules; the open ports come from deploy.py.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS = {
+    # More ports to open to everyone, as "tcp/PORT" or "udp/PORT".
+    "firewall_extra_ports": [],
+    # Extra raw rules for the filter table, IPv4 and IPv6 alike (iptables-save syntax,
+    # "-A INPUT -s 192.0.2.7 -p tcp --dport 8080 -j ACCEPT"); checked before loading.
+    "firewall_extra_rules": [],
+}
+PACKAGES = ["iptables", "iptables-persistent", "netfilter-persistent"]
+
+
+@deploy("Firewall", data_defaults=DEFAULTS)
+def apply(ports: list[str]):
+    """Open `ports` ("tcp/22", ...) of the enabled components and firewall_extra_ports to
+    everyone; drop every other new inbound connection."""
+    open_ports = [p.split("/") for p in sorted(set(ports + host.data.firewall_extra_ports))]
+    changed = install_files([
+        ConfigFile(f"/etc/iptables/rules.v{v}", render("firewall/rules.j2", v=v, ports=open_ports),
+                   check=f"{cmd}-restore --test {{path}}", mode="640")
+        for v, cmd in ((4, "iptables"), (6, "ip6tables"))
+    ])
+    activate(["netfilter-persistent"], changed, action="restart")

@@ -1,0 +1,54 @@
+"""SSH: key-only logins for the admin, no root, strong algorithms (CIS Debian 12, 5.1).
+
+Settings live in a drop-in that sorts first in /etc/ssh/sshd_config.d (sshd keeps the first
+value it reads), so Debian's sshd_config stays the package's and upgrades bring no prompt.
+`sshd -t` checks the whole config before sshd reloads; a reload keeps open sessions.
+
+Algorithms: only modern ones, but every kind keeps one that paramiko (pyinfra's SSH
+library) speaks, or the next deploy would be locked out while OpenSSH clients still work.
+Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from tasks.util import ConfigFile, activate, install_files, render, system
+
+DEFAULTS = {
+    # Extra sshd_config lines, appended to the drop-in as they are (checked by sshd -t).
+    "ssh_extra_config": [],
+}
+PACKAGES = ["openssh-server"]
+
+# Key exchange per Debian release: post-quantum hybrids first where OpenSSH has them
+# (mlkem768x25519 since 9.9, so not in Debian 12's 9.2); curve25519-sha256@libssh.org and
+# group16 stay for paramiko.
+KEX = {
+    12: ["sntrup761x25519-sha512@openssh.com"],
+    13: ["mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"],
+}
+KEX_COMMON = [
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group-exchange-sha256",
+]
+
+
+def config() -> str:
+    debian = system()["debian"]
+    return render(
+        "ssh/00-inhouse.conf.j2",
+        kex=KEX.get(debian, KEX[13]) + KEX_COMMON,
+        # PerSourcePenalties (OpenSSH 9.8+) would otherwise block the operator after typos.
+        penalties=debian >= 13,
+    )
+
+
+@deploy("SSH", data_defaults=DEFAULTS)
+def apply():
+    changed = install_files([
+        ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config(), check="sshd -t", mode="600"),
+    ])
+    activate(["ssh"], changed, action="reload")
