@@ -1,0 +1,67 @@
+"""fail2ban, seen from outside: repeated failed logins get an address blocked at the TCP
+level; unbanning lets it back in; loopback and the operator are never banned."""
+
+import subprocess
+import time
+
+
+
+def fail_logins(source, target: str, times: int):
+    for _ in range(times):
+        source.ssh(target, "intruder", "-o", "ConnectTimeout=3")
+
+
+def banned(on_server) -> set[str]:
+    status = on_server.check_output("fail2ban-client status sshd")
+    return set(status.split("Banned IP list:")[1].split())
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_repeated_failed_logins_ban_the_host_and_unban_lets_it_back(on_server, server, attacker):
+    assert attacker.tcp_open(server.ipv4, 22), "the attacker must start unbanned"
+    fail_logins(attacker, server.ipv4, 8)
+    assert wait_for(lambda: attacker.ipv4 in banned(on_server)), "not banned after 8 failures"
+    # The ban is a firewall block, not sshd refusing the login: no TCP connection at all.
+    assert not attacker.tcp_open(server.ipv4, 22)
+    assert "f2b" in on_server.check_output("nft list ruleset") and attacker.ipv4 in on_server.check_output(
+        "nft list ruleset"
+    )
+    on_server.check_output("fail2ban-client set sshd unbanip %s", attacker.ipv4)
+    assert wait_for(lambda: attacker.tcp_open(server.ipv4, 22)), "still blocked after unban"
+
+
+def test_operator_address_is_never_banned(on_server, server, site, lab):
+    operator = lab["operator"][0]
+    assert operator in site["operator_networks"]
+    for _ in range(8):  # from this machine itself: the operator, on the bridge
+        subprocess.run(
+            ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", f"intruder@{server.ipv4}", "true"],
+            capture_output=True, timeout=30,
+        )
+    time.sleep(3)
+    assert operator not in banned(on_server)
+    assert operator in on_server.check_output("fail2ban-client get sshd ignoreip")
+    assert server.name and subprocess.run(  # and sshd still lets the operator connect
+        ["bash", "-c", f"exec 3<>/dev/tcp/{server.ipv4}/22"], timeout=10
+    ).returncode == 0
+
+
+def test_loopback_is_never_banned(on_server):
+    for _ in range(8):
+        on_server.run(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            "-o ConnectTimeout=3 intruder@127.0.0.1 true || true"
+        )
+    time.sleep(3)
+    assert "127.0.0.1" not in banned(on_server)
+    ignored = on_server.check_output("fail2ban-client get sshd ignoreip")
+    assert "127.0.0.0/8" in ignored and "::1" in ignored

@@ -1,0 +1,30 @@
+"""After a reboot the host comes back hardened: services up, the same firewall rules."""
+
+import time
+
+SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unattended-upgrades"]
+
+
+def snapshot(host) -> dict:
+    return {
+        "rules": [host.check_output(f"{cmd}-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'")
+                  for cmd in ("iptables", "ip6tables")],
+        "services": {s: host.service(s).is_running for s in SERVICES},
+        "boot": host.check_output("cat /proc/sys/kernel/random/boot_id"),
+    }
+
+
+def test_reboot_keeps_services_and_firewall(on_server, server, observer, site):
+    before = snapshot(on_server)
+    assert all(before["services"].values()), before["services"]
+    on_server.run("systemctl reboot")
+    time.sleep(2)
+    deadline = time.time() + 90
+    while time.time() < deadline and observer.ssh(server.ipv4, site["admin_user"]).returncode != 0:
+        time.sleep(1)
+    on_server.run("systemctl is-system-running --wait")
+    after = snapshot(on_server)
+    assert after["boot"] != before["boot"], "the host did not reboot"
+    assert after["services"] == before["services"]
+    assert after["rules"] == before["rules"]
+    assert float(on_server.check_output("cut -d' ' -f1 /proc/uptime")) < 120, "uptime did not restart"
