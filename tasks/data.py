@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
 from tasks import admin, bans, clock, firewall, ssh, upgrades
@@ -33,8 +34,8 @@ DURATION = re.compile(r"^\d+[smhdw]?$")
 RESERVED_USERS = {"root", "daemon", "bin", "sys", "nobody", "postfix", "dovecot", "mail", "bind"}
 
 
-class InventoryError(Exception):
-    pass
+class InventoryError(PyinfraError):
+    """pyinfra prints these as a plain error, without a traceback."""
 
 
 def read_group_data(name: str) -> dict:
@@ -55,7 +56,9 @@ def connection(admin_user: str | None = None) -> dict:
 
 
 def is_hostname(value) -> bool:
-    return isinstance(value, str) and bool(HOSTNAME.match(value.rstrip(".")))
+    # A numeric last label is a mistyped IP address, never a top-level domain.
+    return (isinstance(value, str) and bool(HOSTNAME.match(value.rstrip(".")))
+            and not value.rstrip(".").rsplit(".", 1)[-1].isdigit())
 
 
 def is_address(value) -> bool:

@@ -24,6 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / ".lab"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """A skipped test proves nothing: the run fails if any test was skipped."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = 1
+
+
 @dataclass
 class LabHost:
     name: str
