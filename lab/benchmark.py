@@ -70,7 +70,7 @@ def main():
     sh(sys.executable, REPO / "lab/lab.py", "up", "-n", "2", "--release", release)
     try:
         hosts = json.loads((LAB / "hosts.json").read_text())["hosts"]
-        target, floor = hosts["lab1"]["ipv4"], hosts["lab2"]["ipv4"]
+        floor = hosts["lab2"]["ipv4"]
         packages = " ".join(sorted(packages_of_deploy()))
         # Warm the lab's apt cache with these packages, then drop the floor host's local
         # copies: both measurements then fetch from the same warm cache.

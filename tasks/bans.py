@@ -7,7 +7,6 @@ Loopback and operator_networks are never banned.
 Reads: bans_time, bans_find_time, bans_max_retry, operator_networks, ssh_port.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks.util import ConfigFile, activate, install_files, render

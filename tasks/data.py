@@ -162,8 +162,8 @@ def merged(groups: list[tuple[str, dict]], host_data: dict) -> dict:
     return data | host_data
 
 
-def check_inventory(scope: dict) -> None:
-    """Check every host of an inventory module (its globals) and raise on any problem.
+def inventory_hosts(scope: dict) -> dict[str, dict]:
+    """Every host of an inventory module (its globals) with its merged data.
 
     Groups are the module's lists of hosts, each host a name or (name, data), or a
     (hosts, data) tuple for group-wide data, as pyinfra reads them.
@@ -175,8 +175,12 @@ def check_inventory(scope: dict) -> None:
         members, inline = value if isinstance(value, tuple) else (value, {})
         for member in members:
             name, data = member if isinstance(member, tuple) else (member, {})
-            entry = hosts.setdefault(name, ([], data))
-            entry[0].append((group, inline))
-    errors = [p for name, (groups, data) in hosts.items() for p in problems(name, merged(groups, data))]
+            hosts.setdefault(name, ([], data))[0].append((group, inline))
+    return {name: merged(groups, data) for name, (groups, data) in hosts.items()}
+
+
+def check_inventory(scope: dict) -> None:
+    """Check every host of an inventory module and raise on any problem."""
+    errors = [p for name, data in inventory_hosts(scope).items() for p in problems(name, data)]
     if errors:
         raise InventoryError("bad inventory data, nothing was changed:\n  " + "\n  ".join(errors))

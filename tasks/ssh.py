@@ -9,7 +9,6 @@ library) speaks, or the next deploy would be locked out while OpenSSH clients st
 Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks.util import ConfigFile, activate, install_files, render, system

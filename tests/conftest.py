@@ -1,16 +1,20 @@
-"""Fixtures: the lab's hosts by role, seen from outside and from inside.
+"""Fixtures: the host under test and the hosts that look at it, by role.
 
-Roles: `server` (lab1) is the host under test; `observer` (lab2) and `attacker` (lab3)
-are other lab hosts, deployed the same way, whose network namespaces the tests use as
-vantage points: commands run from this machine inside their namespace, so traffic leaves
-from their addresses across the lab bridge, as it would from another server. Failed logins
-come from the attacker only, so a ban never hides the observer's view; it is unbanned after
-each test.
+Roles: `server` is the host under test; `observer` looks at it from outside; `attacker`
+fails logins on purpose and is forgiven (unbanned) after each test.
+
+On the lab (the default, `--inventory .lab/inventory.py`): the server is lab1, the observer
+lab2 and the attacker lab3. They are deployed like the server; the tests use their network
+namespaces as vantage points: commands run from this machine inside their namespace, so
+traffic leaves from their addresses across the lab bridge, as from another server.
+
+On a real server (`--inventory inventory.py --target mx.example.org -m "not lab"`): this
+machine is observer and attacker; it is the operator, so its failed logins are never banned.
+Tests marked `lab` (bans, reboot, deploys, fault injection) need the lab's spare hosts.
 
 Lab tests need a deployed lab (lab/test does it all); without one they fail, never skip.
 """
 
-import json
 import re
 import runpy
 import subprocess
@@ -20,8 +24,15 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tasks.data import inventory_hosts
+
 REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / ".lab"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--inventory", default=str(LAB / "inventory.py"), help="pyinfra inventory")
+    parser.addoption("--target", default=None, help="host under test (default: the first)")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -32,91 +43,120 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @dataclass
-class LabHost:
+class Vantage:
+    """A place to look from: a lab host's network namespace, or this machine (netns None)."""
+
     name: str
     ipv4: str
-    ipv6: str
-    netns: str
+    ipv6: str | None
+    netns: str | None
+    key: str | None  # SSH key to log in with; None: the user's own
 
     def run(self, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run a command of this machine from inside this host's network namespace."""
-        return subprocess.run(
-            ["ip", "netns", "exec", self.netns, *cmd], capture_output=True, text=True, timeout=timeout
-        )
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=timeout)
 
     def ssh(self, target: str, user: str, *options: str, command: str = "true"):
-        """An SSH login from this host to `target` with the lab key, as a client would try."""
+        """An SSH login from here to `target`, as a client would try."""
+        key = ["-i", self.key, "-o", "IdentitiesOnly=yes"] if self.key else []
+        known = ["-o", f"UserKnownHostsFile={LAB / 'known_hosts'}"] if self.netns else []
         return self.run(
-            "timeout", "20",
-            "ssh", "-F", "/dev/null", "-i", str(LAB / "id_ed25519"), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={LAB / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+            "timeout", "20", "ssh", "-F", "/dev/null", *key, *known, "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *options, f"{user}@{target}", command,
             timeout=30,
         )
 
     def tcp_open(self, target: str, port: int) -> bool:
-        """Whether a TCP connection from this host to target:port is accepted."""
+        """Whether a TCP connection from here to target:port is accepted."""
         r = self.run("timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{target}/{port}", timeout=10)
         return r.returncode == 0
 
 
 @pytest.fixture(scope="session")
-def lab() -> dict:
-    if not (LAB / "hosts.json").exists():
-        pytest.fail("no lab: run lab/test, or lab/lab.py up and a bootstrap deploy first")
-    return json.loads((LAB / "hosts.json").read_text())
+def inventory(request) -> tuple[dict, bool]:
+    """(name -> merged data of every host, whether this is the lab)."""
+    path = Path(request.config.getoption("--inventory")).resolve()
+    if not path.exists():
+        pytest.fail(f"no inventory at {path}: for the lab run lab/test (or lab/lab.py up and a deploy)")
+    return inventory_hosts(runpy.run_path(str(path))), path == LAB / "inventory.py"
 
 
 @pytest.fixture(scope="session")
-def site() -> dict:
-    """The lab inventory's group data: admin user, keys, operator networks."""
-    return runpy.run_path(str(LAB / "inventory.py"))["lab"][1]
-
-
-def lab_host(lab: dict, name: str) -> LabHost:
-    h = lab["hosts"][name]
-    return LabHost(name, h["ipv4"], h["ipv6"], h["netns"])
-
-
-@pytest.fixture(scope="session")
-def server(lab) -> LabHost:
-    return lab_host(lab, "lab1")
+def target(request, inventory) -> str:
+    hosts, _ = inventory
+    name = request.config.getoption("--target") or next(iter(hosts))
+    if name not in hosts:
+        pytest.fail(f"--target {name}: not in the inventory ({', '.join(hosts)})")
+    return name
 
 
 @pytest.fixture(scope="session")
-def observer(lab) -> LabHost:
-    return lab_host(lab, "lab2")
+def site(inventory, target) -> dict:
+    """The target's data as pyinfra sees it: admin_user, operator_networks, ..."""
+    return inventory[0][target]
+
+
+def vantage(inventory, name: str) -> Vantage:
+    hosts, is_lab = inventory
+    data = hosts[name]
+    key = data.get("ssh_key")
+    return Vantage(name, data.get("ipv4") or data.get("ssh_hostname") or name, data.get("ipv6"),
+                   f"ihlab-{name}" if is_lab else None, key)
+
+
+def lab_only(inventory, role: str):
+    if not inventory[1]:
+        pytest.fail(f"the {role} role needs the lab; run with -m 'not lab' against a real server")
+
+
+@pytest.fixture(scope="session")
+def server(inventory, target) -> Vantage:
+    return vantage(inventory, target)
+
+
+@pytest.fixture(scope="session")
+def observer(inventory, site) -> Vantage:
+    if inventory[1]:
+        return vantage(inventory, "lab2")
+    return Vantage("this machine", "", None, None, site.get("ssh_key"))
 
 
 @pytest.fixture
-def attacker(lab, on_server) -> LabHost:
-    """The host that fails logins on purpose; sshd and fail2ban forgive it after each test."""
-    host = lab_host(lab, "lab3")
+def attacker(inventory, site, on_server):
+    if inventory[1]:
+        host = vantage(inventory, "lab3")
+    else:
+        host = Vantage("this machine", "", None, None, site.get("ssh_key"))
     yield host
-    on_server.run("fail2ban-client set sshd unbanip %s", host.ipv4)
+    if host.netns:
+        on_server.run("fail2ban-client set sshd unbanip %s", host.ipv4)
 
 
 @pytest.fixture(scope="session")
-def ssh_config(lab, site) -> Path:
-    """OpenSSH client config for testinfra: the admin, the lab key, one shared connection."""
-    path = LAB / "ssh_config"
-    path.write_text("".join(
-        f"Host {name}\n  HostName {h['ipv4']}\n  User {site['admin_user']}\n"
-        f"  IdentityFile {LAB / 'id_ed25519'}\n  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {LAB / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
-        "  BatchMode yes\n  ControlMaster auto\n  ControlPath /tmp/inhouse-lab-%C\n"
-        "  ControlPersist 60\n  ServerAliveInterval 5\n"
-        for name, h in lab["hosts"].items()
-    ))
+def ssh_config(inventory, server, site) -> Path:
+    """OpenSSH client config for testinfra: the admin, the key, one shared connection."""
+    path = (LAB if inventory[1] else Path("/tmp")) / f"inhouse-ssh-config-{server.name}"
+    lines = [f"Host {server.name}", f"HostName {site.get('ssh_hostname') or server.name}",
+             f"User {site['admin_user']}", f"Port {site['ssh_port']}", "BatchMode yes",
+             "ControlMaster auto", "ControlPath /tmp/inhouse-%C", "ControlPersist 60", "ServerAliveInterval 5"]
+    if site.get("ssh_key"):
+        lines += [f"IdentityFile {site['ssh_key']}", "IdentitiesOnly yes"]
+    if site.get("ssh_known_hosts_file"):
+        lines += [f"UserKnownHostsFile {site['ssh_known_hosts_file']}", "StrictHostKeyChecking yes"]
+    path.write_text("\n  ".join(lines) + "\n")
     yield path
-    for name in lab["hosts"]:
-        subprocess.run(["ssh", "-F", str(path), "-O", "exit", name], capture_output=True)
+    subprocess.run(["ssh", "-F", str(path), "-O", "exit", server.name], capture_output=True)
 
 
 @pytest.fixture(scope="session")
 def on_server(server, ssh_config):
     """testinfra host of the server, as the admin with sudo."""
     return testinfra.get_host(f"ssh://{server.name}", ssh_config=str(ssh_config), sudo=True)
+
+
+@pytest.fixture(scope="session")
+def lab(inventory):
+    lab_only(inventory, "deploy")
 
 
 @pytest.fixture(scope="session")

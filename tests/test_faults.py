@@ -13,6 +13,7 @@ CASES = {
 }
 
 
+@pytest.mark.lab
 @pytest.mark.parametrize("case", CASES)
 def test_broken_config_fails_the_deploy_and_keeps_the_old_one(case, deploy, on_server, server, observer, site):
     key, value, path, message = CASES[case]

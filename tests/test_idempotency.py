@@ -1,5 +1,7 @@
 """A second deploy changes nothing and restarts nothing."""
 
+import pytest
+
 SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent"]
 
 
@@ -10,6 +12,7 @@ def started(on_server) -> dict:
     }
 
 
+@pytest.mark.lab
 def test_second_deploy_changes_and_restarts_nothing(deploy, on_server):
     before = started(on_server)
     rules = on_server.check_output("iptables-save -c | grep -v '^#'")

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unattended-upgrades"]
 
 
@@ -14,6 +16,7 @@ def snapshot(host) -> dict:
     }
 
 
+@pytest.mark.lab
 def test_reboot_keeps_services_and_firewall(on_server, server, observer, site):
     before = snapshot(on_server)
     assert all(before["services"].values()), before["services"]
