@@ -4,7 +4,6 @@ This runs before the SSH hardening so that, when root logins stop, the admin can
 Reads: admin_user, admin_ssh_keys.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -12,23 +11,24 @@ from tasks.util import ConfigFile, install_files, render
 
 DEFAULTS: dict = {}
 PACKAGES = ["sudo"]
+UNITS: dict = {}
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    user = data["admin_user"]
+    return [
+        ConfigFile(f"/home/{user}/.ssh/authorized_keys", render("admin/authorized_keys.j2", data),
+                   mode="600", user=user, group=user),
+        # sudo skips names with a dot in sudoers.d: the candidate PATH.new stays inert.
+        ConfigFile("/etc/sudoers.d/inhouse", render("admin/sudoers.j2", data), check="visudo -cqf {path}",
+                   mode="440"),
+    ]
 
 
 @deploy("Admin user")
-def apply():
-    user = host.data.admin_user
-    # The account has no password: logins are by key, sudo asks none (see sudoers).
-    server.user(name=f"Create {user}", user=user, shell="/bin/bash", create_home=True)
-    install_files([
-        ConfigFile(
-            f"/home/{user}/.ssh/authorized_keys",
-            render("admin/authorized_keys.j2"),
-            mode="600", user=user, group=user,
-        ),
-        ConfigFile(
-            "/etc/sudoers.d/inhouse",  # sudo skips names with a dot: PATH.new is inert
-            render("admin/sudoers.j2"),
-            check="visudo -cqf {path}",
-            mode="440",
-        ),
-    ])
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    user = data["admin_user"]
+    if user not in state["users"]:
+        # No password: logins are by key, and sudo asks none (see sudoers).
+        server.shell(name=f"Create user {user}", commands=[f"useradd --create-home --shell /bin/bash {user}"])
+    install_files(configs, state)

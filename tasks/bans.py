@@ -12,20 +12,23 @@ from pyinfra.api import deploy
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
-    # How long a ban lasts, and the window and number of failures that trigger it
-    # (fail2ban time syntax: 10m, 1h, 1d).
+    # How long a ban lasts (fail2ban time syntax: 10m, 1h, 1d).
     "bans_time": "1h",
+    # An address is banned after bans_max_retry failures within bans_find_time.
     "bans_find_time": "10m",
+    # Failures that trigger a ban; sshd's aggressive mode counts a few per bad login.
     "bans_max_retry": 5,
 }
 # python3-systemd: the journal backend; nftables: the ban action's `nft` command.
 PACKAGES = ["fail2ban", "python3-systemd", "nftables"]
+UNITS = {"fail2ban": "reload-or-restart"}
 
 
-@deploy("Bans", data_defaults=DEFAULTS)
-def apply():
-    changed = install_files([
-        ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2"),
-                   check="fail2ban-client -t"),
-    ])
-    activate(["fail2ban"], changed)
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    return [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data),
+                       check="fail2ban-client -t")]
+
+
+@deploy("Bans")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    activate(UNITS, install_files(configs, state), state)

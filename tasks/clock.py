@@ -6,11 +6,10 @@ without CAP_SYS_TIME), so there it runs with -x, serving and tracking time witho
 Reads: timezone, clock_ntp_servers.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks.util import ConfigFile, FileStates, activate, install_files, render, system
+from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
     # NTP servers or pools ("pool 2.debian.pool.ntp.org iburst" lines). Empty keeps
@@ -18,31 +17,29 @@ DEFAULTS = {
     "clock_ntp_servers": [],
 }
 PACKAGES = ["chrony", "tzdata"]
+UNITS = {"chrony": "restart"}
+# Read with the files so the time zone costs no round trip of its own.
+PATHS = ["/etc/localtime"]
 CONTAINER_DROPIN = "/etc/systemd/system/chrony.service.d/inhouse-container.conf"
 
 
-def set_timezone(debian: int) -> None:
-    zone = host.data.timezone
-    target = f"/usr/share/zoneinfo/{zone}"
-    if host.get_fact(FileStates, paths=["/etc/localtime"]).get("/etc/localtime") == f"link {target}":
-        return
-    # Debian 13 dropped /etc/timezone; the link alone is the setting there.
-    legacy = f" && echo {zone} > /etc/timezone" if debian < 13 else ""
-    server.shell(name=f"Set time zone {zone}", commands=[f"ln -sfn {target} /etc/localtime{legacy}"])
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    configs = [ConfigFile("/etc/chrony/sources.d/inhouse.sources", render("clock/inhouse.sources.j2", data),
+                          check="chronyd -p")]
+    if system["container"] != "none":
+        configs.append(ConfigFile(CONTAINER_DROPIN, render("clock/container.conf.j2", data)))
+    if system["debian"] < 13:  # Debian 13 dropped /etc/timezone; the link alone says it there
+        configs.append(ConfigFile("/etc/timezone", f"{data['timezone']}\n"))
+    return configs
 
 
-@deploy("Clock", data_defaults=DEFAULTS)
-def apply():
-    facts = system()
-    set_timezone(facts["debian"])
-    configs = [
-        ConfigFile("/etc/chrony/sources.d/inhouse.sources", render("clock/inhouse.sources.j2"),
-                   check="chronyd -p"),
-    ]
-    if facts["container"] != "none":
-        configs.append(ConfigFile(CONTAINER_DROPIN, render("clock/container.conf.j2")))
-    changed = install_files(configs)
+@deploy("Clock")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    target = f"/usr/share/zoneinfo/{data['timezone']}"
+    if state["paths"].get("/etc/localtime") != f"link {target}":
+        server.shell(name=f"Set time zone {data['timezone']}", commands=[f"ln -sfn {target} /etc/localtime"])
+    changed = install_files(configs, state)
     if CONTAINER_DROPIN in changed:
         server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
                      _if=changed[CONTAINER_DROPIN].did_change)
-    activate(["chrony"], changed, action="restart")
+    activate(UNITS, changed, state)

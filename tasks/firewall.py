@@ -7,7 +7,6 @@ loaded only when it changed. fail2ban's bans live in its own nftables table, not
 Reads: firewall_extra_ports, firewall_extra_rules; the open ports come from deploy.py.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks.util import ConfigFile, activate, install_files, render
@@ -20,16 +19,21 @@ DEFAULTS = {
     "firewall_extra_rules": [],
 }
 PACKAGES = ["iptables", "iptables-persistent", "netfilter-persistent"]
+# netfilter-persistent's start loads the rules files; a restart reloads them.
+UNITS = {"netfilter-persistent": "restart"}
 
 
-@deploy("Firewall", data_defaults=DEFAULTS)
-def apply(ports: list[str]):
+def files(data: dict, system: dict, ports: list[str]) -> list[ConfigFile]:
     """Open `ports` ("tcp/22", ...) of the enabled components and firewall_extra_ports to
     everyone; drop every other new inbound connection."""
-    open_ports = [p.split("/") for p in sorted(set(ports + host.data.firewall_extra_ports))]
-    changed = install_files([
-        ConfigFile(f"/etc/iptables/rules.v{v}", render("firewall/rules.j2", v=v, ports=open_ports),
+    open_ports = [p.split("/") for p in sorted(set(ports + data["firewall_extra_ports"]))]
+    return [
+        ConfigFile(f"/etc/iptables/rules.v{v}", render("firewall/rules.j2", data, v=v, ports=open_ports),
                    check=f"{cmd}-restore --test {{path}}", mode="640")
         for v, cmd in ((4, "iptables"), (6, "ip6tables"))
-    ])
-    activate(["netfilter-persistent"], changed, action="restart")
+    ]
+
+
+@deploy("Firewall")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    activate(UNITS, install_files(configs, state), state)

@@ -11,13 +11,14 @@ Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
 
 from pyinfra.api import deploy
 
-from tasks.util import ConfigFile, activate, install_files, render, system
+from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
     # Extra sshd_config lines, appended to the drop-in as they are (checked by sshd -t).
     "ssh_extra_config": [],
 }
 PACKAGES = ["openssh-server"]
+UNITS = {"ssh": "reload"}
 
 # Key exchange per Debian release: post-quantum hybrids first where OpenSSH has them
 # (mlkem768x25519 since 9.9, so not in Debian 12's 9.2); curve25519-sha256@libssh.org and
@@ -35,19 +36,17 @@ KEX_COMMON = [
 ]
 
 
-def config() -> str:
-    debian = system()["debian"]
-    return render(
-        "ssh/00-inhouse.conf.j2",
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    debian = system["debian"]
+    config = render(
+        "ssh/00-inhouse.conf.j2", data,
         kex=KEX.get(debian, KEX[13]) + KEX_COMMON,
         # PerSourcePenalties (OpenSSH 9.8+) would otherwise block the operator after typos.
         penalties=debian >= 13,
     )
+    return [ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config, check="sshd -t", mode="600")]
 
 
-@deploy("SSH", data_defaults=DEFAULTS)
-def apply():
-    changed = install_files([
-        ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config(), check="sshd -t", mode="600"),
-    ])
-    activate(["ssh"], changed, action="reload")
+@deploy("SSH")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    activate(UNITS, install_files(configs, state), state)

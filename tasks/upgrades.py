@@ -10,18 +10,22 @@ from pyinfra.api import deploy
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
-    # Reboot by itself when an update needs it (a new kernel or libc), at this time.
+    # Reboot by itself when an update needs it (a new kernel or libc)...
     "upgrades_reboot": False,
+    # ...at this time of day (local time zone).
     "upgrades_reboot_time": "04:00",
 }
 PACKAGES = ["unattended-upgrades"]
+# apt's timers run unattended-upgrades (they read the config at each run: nothing to
+# restart); the service only finishes upgrades at shutdown.
+UNITS = {"apt-daily.timer": "", "apt-daily-upgrade.timer": "", "unattended-upgrades": ""}
 
 
-@deploy("Upgrades", data_defaults=DEFAULTS)
-def apply():
-    install_files([
-        ConfigFile("/etc/apt/apt.conf.d/52inhouse-upgrades", render("upgrades/52inhouse-upgrades.j2"),
-                   check="apt-config dump"),
-    ])
-    # apt's timers run unattended-upgrades; the service only finishes upgrades at shutdown.
-    activate(["apt-daily.timer", "apt-daily-upgrade.timer", "unattended-upgrades"], {})
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    return [ConfigFile("/etc/apt/apt.conf.d/52inhouse-upgrades", render("upgrades/52inhouse-upgrades.j2", data),
+                       check="apt-config dump")]
+
+
+@deploy("Upgrades")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    activate(UNITS, install_files(configs, state), state)

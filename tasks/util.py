@@ -2,8 +2,9 @@
 without starting half-configured daemons, config files validated before they go live, and
 services restarted only when their inputs changed.
 
-Round trips dominate a no-op run (pyinfra 3 caches no facts), so each helper reads the state
-it needs with a single remote command and emits operations only for what differs.
+Round trips dominate a no-op run (pyinfra 3 caches no facts), so a run reads the host's
+state once (HostState: packages, files, units, users) and emits operations only for what
+differs from it.
 """
 
 import hashlib
@@ -13,10 +14,8 @@ from io import StringIO
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
-from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
@@ -30,10 +29,10 @@ _jinja = Environment(
 )
 
 
-def render(template: str, **context) -> str:
+def render(template: str, data: dict, **context) -> str:
     """Render templates/<template> with the host's data; the header names the template."""
     header = f"Managed by inhouse from templates/{template}; local edits are overwritten."
-    return _jinja.get_template(template).render(header=header, data=host.data, **context)
+    return _jinja.get_template(template).render(header=header, data=data, **context)
 
 
 class System(FactBase):
@@ -46,53 +45,49 @@ class System(FactBase):
         return {"debian": int(output[0]), "container": output[1] if len(output) > 1 else "none"}
 
 
-class FileStates(FactBase):
-    """For each path: 'sha256 mode:user:group' of a file, 'link TARGET' of a symlink."""
+class HostState(FactBase):
+    """Everything a run compares against, in one round trip: installed packages; for each
+    path 'sha256 mode:user:group' (file) or 'link TARGET' (symlink); for each systemd unit
+    (is-enabled, is-active); whether each user exists."""
 
     default = dict
 
-    def command(self, paths: list[str]) -> str:
-        quoted = " ".join(shlex.quote(p) for p in paths)
+    def command(self, paths: list[str], units: list[str], users: list[str]) -> str:
+        q = lambda items: " ".join(shlex.quote(i) for i in items)  # noqa: E731
         return (
-            f"for f in {quoted}; do "
+            "echo '# packages'; dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' | sed -n 's/^ii  *//p'; "
+            f"echo '# paths'; for f in {q(paths)}; do "
             'if [ -L "$f" ]; then echo "$f link $(readlink "$f")"; '
-            'elif [ -f "$f" ]; then '
-            'echo "$f $(sha256sum < "$f" | cut -d" " -f1) $(stat -c %a:%U:%G "$f")"; fi; '
-            "done"
+            'elif [ -f "$f" ]; then echo "$f $(sha256sum < "$f" | cut -d" " -f1) $(stat -c %a:%U:%G "$f")"; fi; '
+            f"done; echo '# units'; for u in {q(units)}; do "
+            'echo $u "$(systemctl is-enabled $u 2>/dev/null)" "$(systemctl is-active $u 2>/dev/null)"; done; '
+            f"echo '# users'; for u in {q(users)}; do getent passwd $u | cut -d: -f1; done"
         )
 
     def process(self, output):
-        return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in output}
+        state: dict = {"packages": set(), "paths": {}, "units": {}, "users": set()}
+        section = None
+        for line in output:
+            if line.startswith("# "):
+                section = line[2:]
+            elif section in ("packages", "users"):
+                state[section].add(line.strip())
+            elif section == "paths":
+                path, value = line.split(" ", 1)
+                state["paths"][path] = value
+            elif section == "units":
+                unit, *values = line.split()
+                state["units"][unit] = tuple((values + ["", ""])[:2])
+        return state
 
 
-class UnitStates(FactBase):
-    """For each systemd unit: (is-enabled, is-active); empty strings for a missing unit."""
-
-    default = dict
-
-    def command(self, units: list[str]) -> str:
-        quoted = " ".join(shlex.quote(u) for u in units)
-        return (
-            f"for u in {quoted}; do echo $u "
-            '"$(systemctl is-enabled $u 2>/dev/null)" "$(systemctl is-active $u 2>/dev/null)"; done'
-        )
-
-    def process(self, output):
-        return {f[0]: (f[1:] + ["", ""])[:2] for f in (line.split() for line in output)}
-
-
-def system() -> dict:
-    return host.get_fact(System)
-
-
-def install_packages(names: list[str]) -> None:
+def install_packages(names: list[str], installed: set[str]) -> None:
     """Install what is missing, in one apt run; nothing (not even `apt-get update`) otherwise.
 
     A policy-rc.d keeps daemons from starting with their stock config (fail2ban on Debian 12
     would fail on the missing auth.log); each task starts its own service once configured.
     """
-    installed = host.get_fact(DebPackages)
-    missing = sorted(set(names) - set(installed))
+    missing = sorted(set(names) - installed)
     if not missing:
         return
     script = (
@@ -123,17 +118,16 @@ class ConfigFile:
         return f"{digest} {self.mode}:{self.user}:{self.group}"
 
 
-def install_files(configs: list[ConfigFile]) -> dict[str, OperationMeta]:
+def install_files(configs: list[ConfigFile], state: dict) -> dict[str, OperationMeta]:
     """Install the files that differ from the host's; returns their operations by path.
 
     A checked file goes up as PATH.new, then replaces PATH (the old one kept as PATH.bak)
     and the checker runs; if it fails, the old file comes back, PATH.new is removed (so the
     next run checks again) and the deploy stops on this host with the checker's message.
     """
-    current = host.get_fact(FileStates, paths=[c.path for c in configs])
     ops = {}
     for c in configs:
-        if current.get(c.path) == c.state:
+        if state["paths"].get(c.path) == c.state:
             continue
         owner = {"mode": c.mode, "user": c.user, "group": c.group}
         if c.check is None:
@@ -158,18 +152,16 @@ def install_files(configs: list[ConfigFile]) -> dict[str, OperationMeta]:
     return ops
 
 
-def activate(units: list[str], inputs: dict[str, OperationMeta], action: str = "reload-or-restart"):
-    """Keep units enabled and running; `action` them only if one of `inputs` changed.
-
-    A unit that is not running yet is started after its config is in place, so it needs no
-    restart on top.
+def activate(units: dict[str, str], inputs: dict[str, OperationMeta], state: dict) -> None:
+    """Keep units enabled and running; run their action (restart, reload...) only if one of
+    `inputs` changed. A unit not running yet starts after its config is in place, so it
+    needs no restart on top.
     """
-    states = host.get_fact(UnitStates, units=units)
-    for unit in units:
-        enabled, active = states.get(unit, ("", ""))
+    for unit, action in units.items():
+        enabled, active = state["units"].get(unit, ("", ""))
         if enabled != "enabled" or active != "active":
             server.shell(name=f"Enable and start {unit}", commands=[f"systemctl enable --now {unit}"])
-        elif inputs:
+        elif inputs and action:
             server.shell(
                 name=f"{action.capitalize()} {unit}: its config changed",
                 commands=[f"systemctl {action} {unit}"],

@@ -169,8 +169,8 @@ def deploy(lab):
             [str(REPO / ".venv/bin/pyinfra"), "-y", str(LAB / "inventory.py"), "deploy.py", *args],
             cwd=REPO, capture_output=True, text=True, timeout=900,
         )
+        assert "Beginning operation run" in r.stderr or r.returncode, f"pyinfra did not run:\n{r.stderr[-3000:]}"
         results = re.findall(r"^\s+\[[^]]+\] (Success|Error|No changes)", r.stdout + r.stderr, re.M)
-        assert results or r.returncode, f"pyinfra ran no operation:\n{r.stdout[-3000:]}{r.stderr}"
         return r, results.count("Success"), results.count("Error")
 
     return run

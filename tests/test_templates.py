@@ -1,0 +1,99 @@
+"""Fast tier (no lab): each component renders what the data says, for Debian 12 and 13,
+on a machine and in a container."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tasks import admin, bans, clock, firewall, ssh, upgrades
+from tasks.data import COMPONENTS, DEFAULTS, read_group_data
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
+DATA = DEFAULTS | read_group_data("all") | {
+    "admin_user": "alice", "admin_ssh_keys": [KEY, KEY.replace("me@", "backup@")],
+    "operator_networks": ["192.0.2.0/24", "2001:db8::/64"], "timezone": "Europe/Berlin",
+}
+BOOKWORM, TRIXIE = {"debian": 12, "container": "none"}, {"debian": 13, "container": "none"}
+
+
+def rendered(component, data=DATA, system=TRIXIE, **kw) -> dict[str, str]:
+    return {f.path: f.content for f in component.files(data, system, **kw)}
+
+
+def test_every_file_names_its_template():
+    for component in (admin, ssh, bans, clock, upgrades):
+        for path, content in rendered(component, system={"debian": 13, "container": "systemd-nspawn"}).items():
+            assert re.search(r"Managed by inhouse from templates/\S+\.j2", content), path
+
+
+def test_sshd_kex_follows_the_openssh_of_each_release():
+    old = rendered(ssh, system=BOOKWORM)["/etc/ssh/sshd_config.d/00-inhouse.conf"]
+    new = rendered(ssh, system=TRIXIE)["/etc/ssh/sshd_config.d/00-inhouse.conf"]
+    assert "mlkem768x25519-sha256" not in old and "mlkem768x25519-sha256" in new
+    # paramiko (pyinfra) needs one of these, whatever the release
+    for conf in (old, new):
+        assert "curve25519-sha256@libssh.org" in conf and "AllowUsers alice" in conf
+        assert re.search(r"^Ciphers .*aes256-gcm@openssh.com", conf, re.M)
+    assert "PerSourcePenaltyExemptList 192.0.2.0/24,2001:db8::/64" in new
+    assert "PerSourcePenalty" not in old  # OpenSSH 9.2 would refuse the keyword
+
+
+def test_sshd_extra_lines_are_appended():
+    conf = rendered(ssh, DATA | {"ssh_extra_config": ["ClientAliveInterval 300"]})
+    assert conf["/etc/ssh/sshd_config.d/00-inhouse.conf"].rstrip().endswith("ClientAliveInterval 300")
+
+
+def test_admin_gets_every_key_and_passwordless_sudo():
+    files = {f.path: f for f in admin.files(DATA, TRIXIE)}
+    keys = files["/home/alice/.ssh/authorized_keys"]
+    assert [ln for ln in keys.content.splitlines() if ln.startswith("ssh-")] == DATA["admin_ssh_keys"]
+    assert (keys.mode, keys.user) == ("600", "alice")
+    assert "alice ALL=(ALL:ALL) NOPASSWD: ALL" in files["/etc/sudoers.d/inhouse"].content
+
+
+def test_firewall_opens_only_the_given_ports_and_keeps_icmpv6():
+    rules = rendered(firewall, DATA | {"firewall_extra_ports": ["udp/53"]}, ports=["tcp/22"])
+    v4, v6 = rules["/etc/iptables/rules.v4"], rules["/etc/iptables/rules.v6"]
+    for text in (v4, v6):
+        assert re.findall(r"--dport (\d+)", text) == ["22", "53"]
+        assert ":INPUT DROP" in text and text.rstrip().endswith("COMMIT")
+    assert "-p ipv6-icmp -j ACCEPT" in v6 and "-p icmp -j ACCEPT" in v4
+
+
+def test_fail2ban_never_bans_loopback_or_the_operator():
+    jail = rendered(bans)["/etc/fail2ban/jail.d/inhouse.local"]
+    assert "ignoreip = 127.0.0.0/8 ::1 192.0.2.0/24 2001:db8::/64" in jail
+    assert "backend = systemd" in jail and "port = 22" in jail
+
+
+@pytest.mark.parametrize(("system", "dropin", "timezone_file"), [
+    ({"debian": 13, "container": "systemd-nspawn"}, True, False),
+    ({"debian": 12, "container": "none"}, False, True),
+])
+def test_clock_adapts_to_containers_and_releases(system, dropin, timezone_file):
+    files = rendered(clock, system=system)
+    assert (clock.CONTAINER_DROPIN in files) == dropin
+    assert ("/etc/timezone" in files) == timezone_file
+    if dropin:
+        assert "-x" in files[clock.CONTAINER_DROPIN]
+
+
+def test_upgrades_reboot_follows_data():
+    conf = rendered(upgrades, DATA | {"upgrades_reboot": True})["/etc/apt/apt.conf.d/52inhouse-upgrades"]
+    assert 'Automatic-Reboot "true"' in conf and 'Unattended-Upgrade "1"' in conf
+
+
+def test_every_setting_is_documented_and_used():
+    sources = "".join(p.read_text() for p in [*(REPO / "templates").rglob("*.j2"), *(REPO / "tasks").glob("*.py"),
+                                              REPO / "deploy.py"])
+    documented = "".join(Path(c.__file__).read_text() for c in COMPONENTS)
+    all_py = (REPO / "group_data/all.py").read_text()
+    for key in DEFAULTS:
+        assert re.search(rf"#[^\n]*\n\s*\"{key}\"", documented), f"{key}: no comment above its default"
+    for key in [*DEFAULTS, *read_group_data("all")]:
+        uses = len(re.findall(rf"\b{key}\b", sources))
+        assert uses >= 2 if key in DEFAULTS else uses >= 1, f"{key}: defined but never used"
+    for key in read_group_data("all"):
+        assert re.search(rf"#[^\n]*\n{key} =|^{key} = .*#", all_py, re.M), f"group_data/all.py: {key} has no comment"
