@@ -1,0 +1,209 @@
+"""Zone: authoritative DNS for the mail domains, master on the mail host, secondary on the
+relay (seeds 001 and 004: "the mailserver itself is the master nameserver", a slave
+elsewhere), every record mail needs, signed with DNSSEC so DANE means something (seed 002).
+
+Zones are generated from data: SOA, NS with glue, A/AAAA of the servers, MX, SPF, DMARC,
+TLS-RPT, MTA-STS, CAA, SRV and autoconfig names for mail clients, extra records. Each zone
+file carries a hash of its content: the serial rises only when the content changes (no more
+forgotten serial bumps), and never goes backwards. `named-checkzone` in strict mode must
+accept a zone before bind loads it; a changed zone is reloaded with `rndc reload ZONE`
+(a restart after a rewrite meets bind's journal: "journal out of sync").
+
+bind signs the zones inline (`dnssec-policy`, one ECDSA P-256 key, algorithm 13); its keys
+stay in /var/lib/bind/keys across runs. Transfers to the secondaries are TSIG-signed and
+NOTIFY tells them at once; anyone else is refused.
+Reads: domain, extra_domains, zone_*, the ipv4/ipv6 and fqdn of the hosts in the `mail`
+and `relay` groups; the TSIG secret from secrets_dir.
+"""
+
+import base64
+import hashlib
+import secrets as random
+import time
+from pathlib import Path
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS = {
+    # Default TTL of the records, in seconds.
+    "zone_ttl": 3600,
+    # DMARC policy for the domains: none, quarantine or reject.
+    "zone_dmarc_policy": "quarantine",
+    # Local part (at the primary domain) that receives DMARC aggregate and failure reports.
+    "zone_dmarc_reports": "dmarc-reports",
+    # Local part that receives TLS-RPT reports (RFC 8460; seed 002's tls-reports).
+    "zone_tls_reports": "tls-reports",
+    # SPF policy of every domain: by default only its MX hosts may send its mail.
+    "zone_spf": "v=spf1 mx -all",
+    # CAs allowed to issue certificates for the domains (CAA, RFC 8659).
+    "zone_caa_issuers": ["letsencrypt.org"],
+    # MTA-STS mode announced by the _mta-sts record: testing or enforce.
+    "zone_mta_sts_mode": "enforce",
+    # More records, per domain: {"example.org": [{"name": "www", "type": "A",
+    # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex), optional "ttl".
+    "zone_records": {},
+}
+PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
+UNITS = {"named": "reload"}
+ZONE_DIR = "/var/lib/bind"  # bind writes .signed and .jnl beside the zone: it must own it
+TSIG_NAME = "inhouse-transfer"
+# RFC 1912 timers: refresh, retry, expire, negative-answer TTL.
+SOA_TIMERS = "7200 3600 1209600 3600"
+
+
+def zones(data: dict) -> list[str]:
+    return [data["domain"], *data["extra_domains"]]
+
+
+def servers(data: dict, group: str) -> list[dict]:
+    """The hosts of an inventory group, as the zone sees them: name and addresses."""
+    return data["zone_hosts"].get(group, [])
+
+
+def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
+    """(name, type, data) of every record of `zone` but the SOA; names relative to it."""
+    primary, ttl = data["domain"], data["zone_ttl"]
+    masters, relays = servers(data, "mail"), servers(data, "relay")
+    nameservers = masters + relays
+    out = [("@", "NS", f"ns{i}.{primary}.") for i in range(1, len(nameservers) + 1)]
+    if zone == primary:
+        for i, host in enumerate(nameservers, 1):  # glue: the registrar gets the same
+            out += [(f"ns{i}", "A", host["ipv4"])] + ([(f"ns{i}", "AAAA", host["ipv6"])] if host["ipv6"] else [])
+        for host in nameservers:
+            label = host["fqdn"].removesuffix(f".{primary}")
+            out += [(label, "A", host["ipv4"])] + ([(label, "AAAA", host["ipv6"])] if host["ipv6"] else [])
+    out += [("@", "MX", f"10 {h['fqdn']}.") for h in masters]
+    out += [("@", "MX", f"20 {h['fqdn']}.") for h in relays]
+    mx = masters[0]["fqdn"] if masters else primary
+    dmarc = f"mailto:{data['zone_dmarc_reports']}@{primary}"
+    policy = hashlib.sha256(f"{data['zone_mta_sts_mode']} {mx}".encode()).hexdigest()[:16]
+    out += [
+        ("@", "TXT", quote(data["zone_spf"])),
+        ("_dmarc", "TXT", quote(f"v=DMARC1; p={data['zone_dmarc_policy']}; rua={dmarc}; ruf={dmarc}; fo=1")),
+        ("_smtp._tls", "TXT", quote(f"v=TLSRPTv1; rua=mailto:{data['zone_tls_reports']}@{primary}")),
+        ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy}")),
+        *[("@", "CAA", f'0 issue "{ca}"') for ca in data["zone_caa_issuers"]],
+        ("@", "CAA", f'0 iodef "mailto:hostmaster@{primary}"'),
+        # Client autoconfiguration (RFC 6186, RFC 8314): IMAP over TLS and submission.
+        ("_imaps._tcp", "SRV", f"0 1 993 {mx}."),
+        ("_imap._tcp", "SRV", f"10 1 143 {mx}."),
+        ("_submissions._tcp", "SRV", f"0 1 465 {mx}."),
+        ("_submission._tcp", "SRV", f"10 1 587 {mx}."),
+        ("_pop3._tcp", "SRV", "0 0 0 ."),
+        ("_pop3s._tcp", "SRV", "0 0 0 ."),
+        ("autoconfig", "CNAME", f"{mx}."),
+        ("autodiscover", "CNAME", f"{mx}."),
+    ]
+    if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
+        out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
+    out += [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
+    del ttl
+    return out
+
+
+def quote(text: str) -> str:
+    """A TXT value as quoted strings of at most 255 characters each (RFC 1035 3.3.14)."""
+    return " ".join(f'"{text[i:i + 255]}"' for i in range(0, len(text), 255))
+
+
+def record_problems(data: dict) -> list[str]:
+    """What is wrong with the zone data: bad records, CNAME at the apex or beside other data."""
+    out = []
+    for zone in zones(data):
+        origin = dns.name.from_text(zone)
+        seen: dict[str, set[str]] = {}
+        for i, (name, rtype, rdata) in enumerate(records(data, zone)):
+            where = f"zone_records[{zone!r}]" if i >= len(records({**data, "zone_records": {}}, zone)) else zone
+            try:
+                owner = dns.name.from_text(name, origin).relativize(origin).to_text()
+                dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), rdata, origin)
+            except Exception as e:  # dnspython raises many kinds, each with a clear text
+                out.append(f"{where}: {name} {rtype} {rdata!r}: {e}")
+                continue
+            types = seen.setdefault(owner, set())
+            if rtype == "CNAME" and owner == "@":
+                out.append(f"{where}: CNAME at the apex of {zone} (RFC 1034 3.6.2)")
+            elif rtype == "CNAME" and types or "CNAME" in types:
+                out.append(f"{where}: {owner} has a CNAME and other records (RFC 1034 3.6.2)")
+            types.add(rtype)
+    return out
+
+
+def zone_file(data: dict, zone: str, old_head: str | None) -> str:
+    """The zone file; the serial rises only when the rest changed (old_head: its first lines)."""
+    body = render("zone/db.zone.j2", data, zone=zone, records=records(data, zone), serial="{serial}",
+                  primary=data["domain"], timers=SOA_TIMERS, content="{content}")
+    content = hashlib.sha256(body.encode()).hexdigest()[:32]
+    old_serial, old_content = parse_head(old_head)
+    if old_content == content:
+        serial = old_serial
+    else:  # YYYYMMDDnn, or one more than before when that is larger (several changes a day)
+        serial = max(int(time.strftime("%Y%m%d00", time.gmtime())), old_serial + 1)
+    return body.replace("{serial}", str(serial)).replace("{content}", content)
+
+
+def parse_head(head: str | None) -> tuple[int, str | None]:
+    """(serial, content hash) from the first lines of a zone file we wrote, else (0, None)."""
+    fields = dict(line[2:].split(" ", 1) for line in (head or "").splitlines() if line.startswith("; ") and " " in line[2:])
+    try:
+        return int(fields.get("serial", 0)), fields.get("content")
+    except ValueError:
+        return 0, None
+
+
+def tsig_secret(data: dict) -> str:
+    """The transfer key, kept on the operator's machine (secrets_dir, never in git) so that
+    master and secondaries get the same one in the same run; made once."""
+    path = Path(data["secrets_dir"]) / "tsig-transfer.key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_text(base64.b64encode(random.token_bytes(32)).decode() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def role(data: dict) -> str:
+    name = data["fqdn"]
+    if any(h["fqdn"] == name for h in servers(data, "mail")):
+        return "master"
+    return "secondary" if any(h["fqdn"] == name for h in servers(data, "relay")) else "none"
+
+
+def files(data: dict, system: dict, heads: dict[str, str] | None = None) -> list[ConfigFile]:
+    kind = role(data)
+    context = {"role": kind, "zones": zones(data), "masters": servers(data, "mail"),
+               "secondaries": servers(data, "relay"), "tsig_name": TSIG_NAME, "zone_dir": ZONE_DIR}
+    bind = [
+        ConfigFile("/etc/bind/inhouse-transfer.key", render("zone/transfer.key.j2", data, secret=tsig_secret(data),
+                   **context), mode="640", group="bind"),
+        ConfigFile("/etc/bind/named.conf.options", render("zone/named.conf.options.j2", data, **context),
+                   check="named-checkconf", group="bind"),
+        ConfigFile("/etc/bind/named.conf.local", render("zone/named.conf.local.j2", data, **context),
+                   check="named-checkconf", group="bind"),
+    ]
+    if kind != "master":
+        return bind
+    return bind + [
+        ConfigFile(f"{ZONE_DIR}/db.{z}", zone_file(data, z, (heads or {}).get(f"{ZONE_DIR}/db.{z}")),
+                   check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}", group="bind")
+        for z in zones(data)
+    ]
+
+
+@deploy("Zone")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    changed = install_files(configs, state)
+    conf = {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}
+    running = state["units"].get("named", ("", ""))[1] == "active"
+    activate(UNITS, conf, state)
+    for path, op in changed.items():
+        if path.startswith(ZONE_DIR) and running:
+            zone = path.removeprefix(f"{ZONE_DIR}/db.")
+            server.shell(name=f"Reload zone {zone}", commands=[f"rndc reload {zone}"], _if=op.did_change)
