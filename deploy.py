@@ -4,28 +4,37 @@
     pyinfra inventory.py deploy.py                       # every run after, as the admin
 
 Each component (tasks/<name>.py) says what it needs: packages, files (rendered here, from
-data only), systemd units. The run reads the host's state once for all of them, installs
-the missing packages in one apt run, then applies the components in this order:
+data only), systemd units, ports. The run reads the host's state once for all of them,
+installs the missing packages in one apt run, then applies the components in this order:
 - admin before ssh: the admin can log in before root logins stop;
 - firewall last, with the ports of every enabled component.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
-from tasks import admin, bans, clock, firewall, ssh, upgrades
-from tasks.data import DEFAULTS, InventoryError, problems
+from tasks import admin, bans, clock, firewall, ssh, upgrades, zone
+from tasks.data import DEFAULTS, ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.util import HostState, System, install_packages
 
-data = DEFAULTS | host.data.dict()
+groups = {g: [(h.name, h.data.dict()) for h in inventory.get_group(g, [])] for g in ROLE_GROUPS}
+data = with_roles(host.name, DEFAULTS | host.data.dict(), groups)
 # The inventory checks data before connecting; this catches --data overrides too.
 if errors := problems(host.name, data):
     raise InventoryError("\n  ".join(["bad data, nothing was changed:", *errors]))
 
-system = host.get_fact(System)
-optional = [(bans, "bans_enabled"), (clock, "clock_enabled"), (upgrades, "upgrades_enabled")]
-configs = {c: c.files(data, system) for c in [admin, ssh] + [c for c, key in optional if data[key]]}
+components = [admin, ssh] + [
+    c for c, on in (
+        (bans, data["bans_enabled"]),
+        (clock, data["clock_enabled"]),
+        (upgrades, data["upgrades_enabled"]),
+        (zone, data["zone_enabled"] and zone.role(data) != "none"),
+    ) if on
+]
+system = host.get_fact(System, heads=[zone.zone_path(z) for z in zone.zones(data)] if zone in components else [])
+configs = {c: c.files(data, system) for c in components}
 if data["firewall_enabled"]:
-    configs[firewall] = firewall.files(data, system, ports=[f"tcp/{data['ssh_port']}"])
+    ports = [f"tcp/{data['ssh_port']}"] + [p for c in components for p in getattr(c, "PORTS", [])]
+    configs[firewall] = firewall.files(data, system, ports=ports)
 
 state = host.get_fact(
     HostState,

@@ -6,6 +6,10 @@
 # The mail domain; host names and records derive from it.
 domain = "example.org"
 
+# More mail domains served by the same servers; their zones, MX and policies are made
+# like the primary's (name servers and host names stay under the primary domain).
+extra_domains = []
+
 # The person who administers the servers: a login with sudo, reached only by SSH key.
 # root logins are refused once the first deploy has run (seed 004: "Remove root SSH access").
 admin_user = "mailadmin"
@@ -26,8 +30,13 @@ ssh_port = 22
 # Time zone of the servers' clocks and logs, a name from the tz database.
 timezone = "UTC"
 
+# Where keys made on this machine are kept (the TSIG key of zone transfers): never in git,
+# keep it with your backups. Relative paths are from the directory you run pyinfra in.
+secrets_dir = "secrets"
+
 # Components beyond SSH hardening; set to False to leave one out.
 bans_enabled = True  # fail2ban: ban addresses that keep failing to log in
 clock_enabled = True  # chrony: keep the clock right (TLS, DNSSEC, logs depend on it)
 firewall_enabled = True  # iptables: default deny inbound, open only what runs here
 upgrades_enabled = True  # unattended-upgrades: install Debian security updates daily
+zone_enabled = True  # DNS: master on the mail group's host, secondary on the relay's

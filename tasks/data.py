@@ -18,12 +18,14 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import admin, bans, clock, firewall, ssh, upgrades
+from tasks import admin, bans, clock, firewall, ssh, upgrades, zone
 
 REPO = Path(__file__).resolve().parent.parent
 # Per-host facts of the network, given in the inventory: the public addresses.
-HOST_KEYS = {"ipv4": 4, "ipv6": 6}
-COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades]
+HOST_KEYS = {"ipv4": 4, "ipv6": 6, "fqdn": 0}
+COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone]
+# Inventory groups with a role: the mail host (DNS master), the relay (DNS secondary).
+ROLE_GROUPS = ("mail", "relay")
 DEFAULTS = {k: v for c in COMPONENTS for k, v in c.DEFAULTS.items()}
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -86,7 +88,7 @@ def key_problem(key) -> str | None:
 def problems(name: str, data: dict) -> list[str]:
     """Everything wrong with one host's merged data, as 'field: what is wrong' lines."""
     out = []
-    known = set(DEFAULTS) | set(read_group_data("all")) | set(connector_data_meta) | set(HOST_KEYS)
+    known = set(DEFAULTS) | set(read_group_data("all")) | set(connector_data_meta) | set(HOST_KEYS) | {"zone_hosts"}
     for key in sorted(data):
         if key.startswith("_") or key in known:
             continue
@@ -104,12 +106,24 @@ def problems(name: str, data: dict) -> list[str]:
     if "ssh_hostname" in data and not (is_address(data["ssh_hostname"]) or is_hostname(data["ssh_hostname"])):
         out.append(f"ssh_hostname: {data['ssh_hostname']!r} is neither an IP address nor a host name")
     for key, version in HOST_KEYS.items():
-        if key in data and not (is_address(data[key]) and ipaddress.ip_address(data[key]).version == version):
+        if key == "fqdn":
+            if data.get("fqdn") is not None and not is_hostname(data["fqdn"]):
+                out.append(f"fqdn: {data['fqdn']!r} is not a host name")
+        elif data.get(key) is not None and not (
+            is_address(data[key]) and ipaddress.ip_address(data[key]).version == version
+        ):
             out.append(f"{key}: {data[key]!r} is not an IPv{version} address")
     if need("domain"):
         d = data["domain"]
         if not is_hostname(d) or "." not in d.strip(".") or d != d.lower():
             out.append(f"domain: {d!r} is not a valid lower-case domain name (like example.org)")
+    if need("extra_domains"):
+        for i, d in enumerate(data["extra_domains"]):
+            if not is_hostname(d) or "." not in d or d != d.lower():
+                out.append(f"extra_domains[{i}]: {d!r} is not a valid lower-case domain name")
+            elif d == data.get("domain") or data["extra_domains"].index(d) != i:
+                out.append(f"extra_domains[{i}]: {d!r} is listed twice")
+    out += zone_problems(data)
     if need("admin_user"):
         u = data["admin_user"]
         if not isinstance(u, str) or not USERNAME.match(u):
@@ -155,6 +169,28 @@ def problems(name: str, data: dict) -> list[str]:
     return [f"{name}: {p}" for p in out]
 
 
+def zone_problems(data: dict) -> list[str]:
+    if not data.get("zone_enabled") or zone.role(data) == "none":
+        return []
+    out = []
+    for key, allowed in (("zone_dmarc_policy", ("none", "quarantine", "reject")),
+                         ("zone_mta_sts_mode", ("none", "testing", "enforce"))):
+        if data[key] not in allowed:
+            out.append(f"{key}: {data[key]!r} is not one of {', '.join(allowed)}")
+    if not data.get("ipv4"):
+        out.append("ipv4: missing; a name server needs its public address")
+    if not zone.servers(data, "mail"):
+        out.append("zone: a relay (DNS secondary) needs a host in the mail group (DNS master)")
+    if out:
+        return out
+    return zone.record_problems(data)
+
+
+def with_roles(name: str, data: dict, groups: dict[str, list[tuple[str, dict]]]) -> dict:
+    """Data a host needs about the others: its own fqdn, and the hosts with a DNS role."""
+    return data | {"fqdn": data.get("fqdn") or name, "zone_hosts": zone.hosts_by_group(groups)}
+
+
 def merged(groups: list[tuple[str, dict]], host_data: dict) -> dict:
     data = dict(DEFAULTS) | read_group_data("all")
     for group, inline in groups:
@@ -176,7 +212,9 @@ def inventory_hosts(scope: dict) -> dict[str, dict]:
         for member in members:
             name, data = member if isinstance(member, tuple) else (member, {})
             hosts.setdefault(name, ([], data))[0].append((group, inline))
-    return {name: merged(groups, data) for name, (groups, data) in hosts.items()}
+    data = {name: merged(groups, host_data) for name, (groups, host_data) in hosts.items()}
+    roles = {g: [(n, data[n]) for n, (gs, _) in hosts.items() if g in dict(gs)] for g in ROLE_GROUPS}
+    return {name: with_roles(name, d, roles) for name, d in data.items()}
 
 
 def check_inventory(scope: dict) -> None:

@@ -51,11 +51,20 @@ DEFAULTS = {
     "zone_records": {},
 }
 PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
+PORTS = ["tcp/53", "udp/53"]
 UNITS = {"named": "reload"}
 ZONE_DIR = "/var/lib/bind"  # bind writes .signed and .jnl beside the zone: it must own it
 TSIG_NAME = "inhouse-transfer"
 # RFC 1912 timers: refresh, retry, expire, negative-answer TTL.
 SOA_TIMERS = "7200 3600 1209600 3600"
+
+
+def hosts_by_group(groups: dict[str, list[tuple[str, dict]]]) -> dict[str, list[dict]]:
+    """The name servers, as the zones see them: {"mail": [{"fqdn", "ipv4", "ipv6"}], "relay": ...}."""
+    return {
+        group: [{"fqdn": d.get("fqdn") or name, "ipv4": d.get("ipv4"), "ipv6": d.get("ipv6")} for name, d in members]
+        for group, members in groups.items()
+    }
 
 
 def zones(data: dict) -> list[str]:
@@ -64,12 +73,12 @@ def zones(data: dict) -> list[str]:
 
 def servers(data: dict, group: str) -> list[dict]:
     """The hosts of an inventory group, as the zone sees them: name and addresses."""
-    return data["zone_hosts"].get(group, [])
+    return data.get("zone_hosts", {}).get(group, [])
 
 
 def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     """(name, type, data) of every record of `zone` but the SOA; names relative to it."""
-    primary, ttl = data["domain"], data["zone_ttl"]
+    primary = data["domain"]
     masters, relays = servers(data, "mail"), servers(data, "relay")
     nameservers = masters + relays
     out = [("@", "NS", f"ns{i}.{primary}.") for i in range(1, len(nameservers) + 1)]
@@ -103,9 +112,7 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     ]
     if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
         out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
-    out += [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
-    del ttl
-    return out
+    return out + [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
 
 
 def quote(text: str) -> str:
@@ -114,26 +121,35 @@ def quote(text: str) -> str:
 
 
 def record_problems(data: dict) -> list[str]:
-    """What is wrong with the zone data: bad records, CNAME at the apex or beside other data."""
+    """What is wrong with the zones' records: bad syntax, a CNAME at the apex or beside other
+    records, the same record twice. Generated records come from checked data, so a problem
+    is named after the extra record (zone_records) that causes it."""
     out = []
     for zone in zones(data):
         origin = dns.name.from_text(zone)
+        generated = len(records({**data, "zone_records": {}}, zone))
         seen: dict[str, set[str]] = {}
         for i, (name, rtype, rdata) in enumerate(records(data, zone)):
-            where = f"zone_records[{zone!r}]" if i >= len(records({**data, "zone_records": {}}, zone)) else zone
+            where = f"zone_records[{zone!r}][{i - generated}]" if i >= generated else f"zone {zone}"
             try:
                 owner = dns.name.from_text(name, origin).relativize(origin).to_text()
-                dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), rdata, origin)
-            except Exception as e:  # dnspython raises many kinds, each with a clear text
+                value = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), rdata, origin)
+            except Exception as e:  # dnspython raises many kinds, each with a clear message
                 out.append(f"{where}: {name} {rtype} {rdata!r}: {e}")
                 continue
             types = seen.setdefault(owner, set())
             if rtype == "CNAME" and owner == "@":
                 out.append(f"{where}: CNAME at the apex of {zone} (RFC 1034 3.6.2)")
-            elif rtype == "CNAME" and types or "CNAME" in types:
+            elif (rtype == "CNAME" and types) or ("CNAME" in {t.split()[0] for t in types}):
                 out.append(f"{where}: {owner} has a CNAME and other records (RFC 1034 3.6.2)")
-            types.add(rtype)
+            elif f"{rtype} {value}" in types:
+                out.append(f"{where}: {owner} {rtype} {rdata} is there twice")
+            types.add(f"{rtype} {value}")
     return out
+
+
+def zone_path(zone: str) -> str:
+    return f"{ZONE_DIR}/db.{zone}"
 
 
 def zone_file(data: dict, zone: str, old_head: str | None) -> str:
@@ -151,7 +167,8 @@ def zone_file(data: dict, zone: str, old_head: str | None) -> str:
 
 def parse_head(head: str | None) -> tuple[int, str | None]:
     """(serial, content hash) from the first lines of a zone file we wrote, else (0, None)."""
-    fields = dict(line[2:].split(" ", 1) for line in (head or "").splitlines() if line.startswith("; ") and " " in line[2:])
+    lines = (head or "").splitlines()
+    fields = dict(line[2:].split(" ", 1) for line in lines if line.startswith("; ") and " " in line[2:])
     try:
         return int(fields.get("serial", 0)), fields.get("content")
     except ValueError:
@@ -170,13 +187,13 @@ def tsig_secret(data: dict) -> str:
 
 
 def role(data: dict) -> str:
-    name = data["fqdn"]
+    name = data.get("fqdn")
     if any(h["fqdn"] == name for h in servers(data, "mail")):
         return "master"
     return "secondary" if any(h["fqdn"] == name for h in servers(data, "relay")) else "none"
 
 
-def files(data: dict, system: dict, heads: dict[str, str] | None = None) -> list[ConfigFile]:
+def files(data: dict, system: dict) -> list[ConfigFile]:
     kind = role(data)
     context = {"role": kind, "zones": zones(data), "masters": servers(data, "mail"),
                "secondaries": servers(data, "relay"), "tsig_name": TSIG_NAME, "zone_dir": ZONE_DIR}
@@ -191,7 +208,7 @@ def files(data: dict, system: dict, heads: dict[str, str] | None = None) -> list
     if kind != "master":
         return bind
     return bind + [
-        ConfigFile(f"{ZONE_DIR}/db.{z}", zone_file(data, z, (heads or {}).get(f"{ZONE_DIR}/db.{z}")),
+        ConfigFile(zone_path(z), zone_file(data, z, system["heads"].get(zone_path(z))),
                    check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}", group="bind")
         for z in zones(data)
     ]
@@ -205,5 +222,5 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     activate(UNITS, conf, state)
     for path, op in changed.items():
         if path.startswith(ZONE_DIR) and running:
-            zone = path.removeprefix(f"{ZONE_DIR}/db.")
+            zone = path.removeprefix(zone_path(""))
             server.shell(name=f"Reload zone {zone}", commands=[f"rndc reload {zone}"], _if=op.did_change)
