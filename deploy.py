@@ -12,7 +12,7 @@ installs the missing packages in one apt run, then applies the components in thi
 
 from pyinfra import host, inventory
 
-from tasks import admin, bans, clock, firewall, ssh, upgrades, zone
+from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone
 from tasks.data import DEFAULTS, ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.util import HostState, System, install_packages
 
@@ -28,6 +28,7 @@ components = [admin, ssh] + [
         (clock, data["clock_enabled"]),
         (upgrades, data["upgrades_enabled"]),
         (zone, data["zone_enabled"] and zone.role(data) != "none"),
+        (resolver, data["resolver_enabled"]),
     ) if on
 ]
 system = host.get_fact(System, heads=[zone.zone_path(z) for z in zone.zones(data)] if zone in components else [])

@@ -40,3 +40,4 @@ clock_enabled = True  # chrony: keep the clock right (TLS, DNSSEC, logs depend o
 firewall_enabled = True  # iptables: default deny inbound, open only what runs here
 upgrades_enabled = True  # unattended-upgrades: install Debian security updates daily
 zone_enabled = True  # DNS: master on the mail group's host, secondary on the relay's
+resolver_enabled = True  # unbound: DNSSEC-validating resolver for this host

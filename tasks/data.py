@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import admin, bans, clock, firewall, ssh, upgrades, zone
+from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone
 
 REPO = Path(__file__).resolve().parent.parent
 # Per-host facts of the network, given in the inventory: the public addresses.
 HOST_KEYS = {"ipv4": 4, "ipv6": 6, "fqdn": 0}
-COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone]
+COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver]
 # Inventory groups with a role: the mail host (DNS master), the relay (DNS secondary).
 ROLE_GROUPS = ("mail", "relay")
 DEFAULTS = {k: v for c in COMPONENTS for k, v in c.DEFAULTS.items()}
@@ -143,12 +143,12 @@ def problems(name: str, data: dict) -> list[str]:
                     out.append(f"admin_ssh_keys[{i}]: {p}")
     if need("timezone") and data["timezone"] not in zoneinfo.available_timezones():
         out.append(f"timezone: {data['timezone']!r} is not a tz database name (like Europe/Berlin)")
-    if need("operator_networks"):
-        for i, net in enumerate(data["operator_networks"] or []):
+    for key in ("operator_networks", "resolver_networks", "resolver_addresses"):
+        for i, net in enumerate(data.get(key) or []):
             try:
                 ipaddress.ip_network(net, strict=False)
             except (ValueError, TypeError):
-                out.append(f"operator_networks[{i}]: {net!r} is not an IP address or network")
+                out.append(f"{key}[{i}]: {net!r} is not an IP address or network")
     if need("ssh_port") and not (isinstance(data["ssh_port"], int) and 0 < data["ssh_port"] < 65536):
         out.append(f"ssh_port: {data['ssh_port']!r} is not a port number")
     for i, p in enumerate(data.get("firewall_extra_ports", [])):
@@ -163,7 +163,9 @@ def problems(name: str, data: dict) -> list[str]:
     for key in [k for k in known if k.endswith("_enabled")]:
         if key in data and not isinstance(data[key], bool):
             out.append(f"{key}: {data[key]!r} is not True or False")
-    for key in ("ssh_extra_config", "firewall_extra_rules", "clock_ntp_servers"):
+    need("operator_networks")
+    for key in ("ssh_extra_config", "firewall_extra_rules", "clock_ntp_servers", "resolver_forward_tls",
+                "resolver_root_hints", "resolver_trust_anchors"):
         if any(not isinstance(line, str) or "\n" in line for line in data.get(key, [])):
             out.append(f"{key}: each entry must be one line of text")
     return [f"{name}: {p}" for p in out]

@@ -1,0 +1,70 @@
+"""What to set at the registrar, for every mail domain: name servers, glue addresses and DS
+records (seed 004: "get the glue records sorted out"; a wrong DS takes the domain down).
+
+    .venv/bin/python -m tasks.registrar inventory.py [--json]
+
+The DS records are computed from the keys the master signs with, asked over DNS from the
+master itself (so they match what it serves); the names and glue come from the inventory.
+"""
+
+import argparse
+import json
+import runpy
+import sys
+
+import dns.dnssec
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rdatatype
+
+from tasks import zone
+from tasks.data import inventory_hosts
+
+
+def delegations(inventory: str) -> dict[str, dict]:
+    """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}."""
+    hosts = inventory_hosts(runpy.run_path(inventory))
+    data = next((d for d in hosts.values() if zone.role(d) == "master"), None)
+    if data is None:
+        sys.exit("registrar: no host in the mail group: nothing is authoritative")
+    primary = data["domain"]
+    servers = zone.servers(data, "mail") + zone.servers(data, "relay")
+    names = [f"ns{i}.{primary}" for i in range(1, len(servers) + 1)]
+    glue = {n: [a for a in (s["ipv4"], s["ipv6"]) if a] for n, s in zip(names, servers, strict=True)}
+    out = {}
+    for z in zone.zones(data):
+        query = dns.message.make_query(z, dns.rdatatype.DNSKEY, want_dnssec=True)
+        query.flags &= ~dns.flags.RD
+        answer, _ = dns.query.udp_with_fallback(query, data["ipv4"], timeout=5)
+        keys = answer.find_rrset(answer.answer, dns.name.from_text(z), dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        # Keys with the SEP flag (KSK or CSK) are the ones the parent points to.
+        ds = [dns.dnssec.make_ds(dns.name.from_text(z), k, "SHA256").to_text() for k in keys if k.flags & 0x0001]
+        out[z] = {"ns": names, "glue": glue if z == primary else {}, "ds": ds}
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description="Print what to set at the registrar.")
+    p.add_argument("inventory")
+    p.add_argument("--json", action="store_true", help="machine-readable, for the lab's root")
+    a = p.parse_args()
+    result = delegations(a.inventory)
+    if a.json:
+        print(json.dumps(result, indent=2))
+        return
+    for z, d in result.items():
+        print(f"; {z}: set these at the registrar of {z}")
+        print("; Name servers:")
+        print("".join(f"{z}. NS {n}.\n" for n in d["ns"]), end="")
+        if d["glue"]:
+            print(f"; Glue: the name servers are inside {z}, so its parent needs their addresses:")
+            print("".join(f"{n}. {'AAAA' if ':' in a else 'A'} {a}\n" for n, addrs in d["glue"].items() for a in addrs),
+                  end="")
+        print("; DS (DNSSEC): publish only once the name servers above serve the zone signed:")
+        print("".join(f"{z}. DS {ds}\n" for ds in d["ds"]))
+
+
+if __name__ == "__main__":
+    main()

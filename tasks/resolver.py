@@ -1,0 +1,69 @@
+"""Resolver: unbound, a caching resolver that validates DNSSEC, for this host (the MTA needs
+validated answers for DANE) and optionally a LAN (seed 000: "a DNS caching,
+DNSSEC-validating ... recursive server"; its wish for private upstream lookups is the
+DNS-over-TLS forwarder).
+
+unbound answers on loopback (bind has the public addresses), and this host resolves through
+it. Root hints and trust anchors are data: Debian's (the real root) by default, the lab's
+own in the lab.
+Reads: resolver_networks, resolver_addresses, resolver_forward_tls, resolver_root_hints,
+resolver_trust_anchors, domain, extra_domains.
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS = {
+    # LAN networks allowed to use this resolver, and this host's LAN addresses to answer on
+    # (seed 000's home network). Empty: this host only. The firewall needs
+    # firewall_extra_rules for them ("-A INPUT -s NET -p udp --dport 53 -j ACCEPT").
+    "resolver_networks": [],
+    # This host's LAN addresses unbound answers on, besides loopback.
+    "resolver_addresses": [],
+    # Forward every query over DNS-over-TLS to these servers ("9.9.9.9@853#dns.quad9.net")
+    # instead of asking the authoritative servers directly. Empty: no forwarding.
+    "resolver_forward_tls": [],
+    # Root hints (zone-file lines) and trust anchors (DS or DNSKEY lines) of another root
+    # than the internet's, as the lab's. Empty: Debian's, for the real root.
+    "resolver_root_hints": [],
+    # Trust anchors for the root zone of resolver_root_hints.
+    "resolver_trust_anchors": [],
+}
+PACKAGES = ["unbound", "dns-root-data"]
+UNITS = {"unbound": "restart"}
+# Names unbound answers itself (RFC 6761 and friends), which a lab domain may use.
+SPECIAL_TLDS = {"test", "example", "invalid", "local", "localhost", "onion", "home.arpa"}
+DEBIAN_ANCHOR = "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf"
+# The internet root's anchor, which unbound keeps up to date: made at the first start from
+# dns-root-data, and needed by unbound-checkconf before that.
+ROOT_KEY = "/var/lib/unbound/root.key"
+PATHS = [ROOT_KEY]
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    check = "unbound-checkconf"
+    special = sorted({d.rsplit(".", 1)[-1] for d in [data["domain"], *data["extra_domains"]]} & SPECIAL_TLDS)
+    own_root = bool(data["resolver_trust_anchors"])
+    # The root's hints and anchor first: the checker of the configs that name them reads them.
+    configs = [
+        ConfigFile("/etc/unbound/inhouse-root.hints", "\n".join(data["resolver_root_hints"]) + "\n"),
+        ConfigFile("/etc/unbound/inhouse-root.anchor", "\n".join(data["resolver_trust_anchors"]) + "\n"),
+    ] if own_root else []
+    return configs + [
+        # Debian's file names the real root's anchor; with a root of our own it names ours.
+        ConfigFile(DEBIAN_ANCHOR, render("resolver/root-auto-trust-anchor-file.conf.j2", data, own_root=own_root),
+                   check=check),
+        ConfigFile("/etc/unbound/unbound.conf.d/inhouse.conf",
+                   render("resolver/inhouse.conf.j2", data, special=special, own_root=own_root), check=check),
+        ConfigFile("/etc/resolv.conf", render("resolver/resolv.conf.j2", data)),
+    ]
+
+
+@deploy("Resolver")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    if not data["resolver_trust_anchors"] and ROOT_KEY not in state["paths"]:
+        server.shell(name=f"Create {ROOT_KEY}", commands=["/usr/libexec/unbound-helper root_trust_anchor_update"])
+    changed = install_files(configs, state)
+    activate(UNITS, {p: op for p, op in changed.items() if p != "/etc/resolv.conf"}, state)
