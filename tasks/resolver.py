@@ -31,7 +31,7 @@ DEFAULTS = {
     # Trust anchors for the root zone of resolver_root_hints.
     "resolver_trust_anchors": [],
 }
-PACKAGES = ["unbound", "dns-root-data"]
+PACKAGES = ["unbound", "dns-root-data", "bind9-dnsutils"]  # dig and delv, to look
 UNITS = {"unbound": "restart"}
 # Names unbound answers itself (RFC 6761 and friends), which a lab domain may use.
 SPECIAL_TLDS = {"test", "example", "invalid", "local", "localhost", "onion", "home.arpa"}

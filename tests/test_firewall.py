@@ -1,9 +1,11 @@
-"""The firewall, seen from another host: only SSH answers, on IPv4 and IPv6, even when
-something else listens; loopback is not filtered."""
+"""The firewall, seen from another host: only SSH and the enabled components answer, on
+IPv4 and IPv6, even when something else listens; loopback is not filtered."""
 
 import re
 
 import pytest
+
+from tasks import zone
 
 PROBE_PORT = 8025
 
@@ -29,9 +31,10 @@ def listener(on_server):
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-def test_only_ssh_answers_from_another_host(server, observer, listener, family):
+def test_only_intended_ports_answer_from_another_host(server, observer, listener, site, family):
+    expected = {site["ssh_port"]} | ({53} if site["zone_enabled"] and zone.role(site) != "none" else set())
     options = ["-6"] if family == "ipv6" else []
-    assert open_ports(observer, getattr(server, family), *options) == {22}
+    assert open_ports(observer, getattr(server, family), *options) == expected
 
 
 def test_unlisted_service_answers_on_loopback_only(on_server, server, observer, listener):

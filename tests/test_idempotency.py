@@ -2,7 +2,7 @@
 
 import pytest
 
-SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent"]
+SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "named", "unbound"]
 
 
 def started(on_server) -> dict:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unattended-upgrades"]
+SERVICES = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "named", "unbound", "unattended-upgrades"]
 
 
 def snapshot(host) -> dict:

@@ -1,0 +1,131 @@
+"""Authoritative DNS and the chain of trust, observed as resolvers and strangers see them:
+every mail record validates from the lab root down, a broken signature is refused,
+changes reach the secondary at once, transfers and recursion are refused to strangers."""
+
+import json
+import re
+import subprocess
+import time
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from tasks import zone
+
+
+@pytest.fixture(scope="session")
+def zone_data(site) -> dict:
+    assert zone.role(site) == "master", "the server under test must be the DNS master"
+    return site
+
+
+@pytest.fixture(scope="session")
+def delv_anchor(on_server, site) -> str:
+    """The lab root's anchor in delv's syntax, on the server."""
+    anchors = [a.split() for a in site["resolver_trust_anchors"]]
+    text = "trust-anchors {\n" + "".join(
+        f'  "{name}" static-ds {tag} {alg} {digest_type} "{digest}";\n' for name, _, _, tag, alg, digest_type, digest
+        in anchors) + "};\n"
+    on_server.run("printf '%%s' %s > /tmp/inhouse-anchor.conf", text)
+    return "/tmp/inhouse-anchor.conf"
+
+
+def names_to_check(data: dict, z: str) -> list[tuple[str, str]]:
+    primary, mx = data["domain"], zone.servers(data, "mail")[0]["fqdn"]
+    out = [(z, "MX"), (z, "TXT"), (f"_dmarc.{z}", "TXT"), (f"_smtp._tls.{z}", "TXT"), (f"_mta-sts.{z}", "TXT"),
+           (z, "CAA"), (f"_submission._tcp.{z}", "SRV"), (f"autoconfig.{z}", "CNAME"), (z, "SOA"), (z, "NS")]
+    if z == primary:
+        out += [(mx, "A"), (mx, "AAAA"), (f"ns1.{primary}", "A"), (f"ns2.{primary}", "AAAA")]
+    return out
+
+
+def test_every_mail_record_is_fully_validated_from_the_lab_root(on_server, zone_data, delv_anchor):
+    for z in zone.zones(zone_data):
+        for name, rtype in names_to_check(zone_data, z):
+            out = on_server.run("delv -a %s @127.0.0.1 %s %s", delv_anchor, name, rtype)
+            assert "; fully validated" in out.stdout, (name, rtype, out.stdout, out.stderr)
+            answer = on_server.check_output("dig +noall +comments %s %s", name, rtype)
+            assert re.search(r"flags: [a-z ]*\bad\b", answer), (name, rtype, answer)
+
+
+def test_broken_signature_gives_servfail(on_server):
+    assert "status: SERVFAIL" in on_server.check_output("dig www.broken.test A")
+    # The data is there: only its signature is wrong.
+    assert "192.0.2.66" in on_server.check_output("dig +cd +short www.broken.test A")
+
+
+def soa_serial(host, address: str, z: str) -> int:
+    r = host.run("dig", "+norec", "+short", f"@{address}", z, "SOA")
+    return int(r.stdout.split()[2]) if r.returncode == 0 and r.stdout.split() else 0
+
+
+def test_changed_data_raises_the_serial_and_reaches_the_secondary(deploy, server, observer, zone_data):
+    z, secondary = zone_data["domain"], zone.servers(zone_data, "relay")[0]["ipv4"]
+    before = soa_serial(observer, server.ipv4, z)
+    assert before and soa_serial(observer, secondary, z) == before
+    probe = {z: [{"name": "probe", "type": "TXT", "data": f'"deployed at {time.time()}"'}]}
+    result, changed, failed = deploy("--limit", server.name, "--data", f"zone_records={json.dumps(probe)}")
+    assert result.returncode == 0 and changed and not failed, result.stderr[-3000:]
+    after = soa_serial(observer, server.ipv4, z)
+    assert after > before
+    deadline = time.time() + 10  # NOTIFY: the secondary asks at once
+    while time.time() < deadline and soa_serial(observer, secondary, z) != after:
+        time.sleep(0.2)
+    assert soa_serial(observer, secondary, z) == after, "the secondary did not follow"
+    assert "deployed at" in observer.run("dig", "+short", f"@{secondary}", f"probe.{z}", "TXT").stdout
+    # The same data again changes nothing, and the serial stays.
+    result, changed, _ = deploy("--limit", server.name, "--data", f"zone_records={json.dumps(probe)}")
+    assert result.returncode == 0 and changed == 0 and soa_serial(observer, server.ipv4, z) == after
+    # Back to the inventory's data: the probe goes, the serial rises again.
+    result, _, _ = deploy("--limit", server.name)
+    assert result.returncode == 0 and soa_serial(observer, server.ipv4, z) > after
+
+
+def test_zone_transfer_needs_the_key(server, observer, attacker, zone_data, tmp_path):
+    z = zone_data["domain"]
+    for stranger in (attacker, observer):  # the secondary's own address is not enough
+        out = stranger.run("dig", f"@{server.ipv4}", z, "AXFR").stdout
+        assert "Transfer failed" in out and "SOA" not in out.split("Transfer failed")[0], out
+    key = tmp_path / "transfer.key"
+    key.write_text(f'key "{zone.TSIG_NAME}" {{ algorithm hmac-sha256; secret "{zone.tsig_secret(zone_data)}"; }};\n')
+    signed = observer.run("dig", "-k", str(key), f"@{server.ipv4}", z, "AXFR").stdout
+    assert signed.count("SOA") >= 2 and "RRSIG" in signed
+
+
+def test_signed_zones_pass_ldns_verify_zone(server, observer, zone_data, tmp_path):
+    key = tmp_path / "transfer.key"
+    key.write_text(f'key "{zone.TSIG_NAME}" {{ algorithm hmac-sha256; secret "{zone.tsig_secret(zone_data)}"; }};\n')
+    for z in zone.zones(zone_data):
+        text = observer.run("dig", "+noall", "+answer", "-k", str(key), f"@{server.ipv4}", z, "AXFR").stdout
+        path = tmp_path / f"{z}.zone"
+        path.write_text(text)
+        # Signatures valid for a week at least, NSEC3 chain complete.
+        r = subprocess.run(["ldns-verify-zone", "-e", "P7D", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0 and "Zone is verified and complete" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_recursion_is_refused_to_strangers(server, attacker):
+    for address in (server.ipv4, server.ipv6):
+        out = attacker.run("dig", f"@{address}", "www.broken.test", "A").stdout
+        assert "status: REFUSED" in out and not re.search(r"flags: [a-z ]*\bra\b", out), out
+
+
+def query(address: str, name: str, rtype: str) -> list[str]:
+    answer = dns.query.udp(dns.message.make_query(name, rtype), address, timeout=5)
+    return [b"".join(r.strings).decode() for rrset in answer.answer for r in rrset
+            if rrset.rdtype == dns.rdatatype.TXT]
+
+
+def test_spf_and_dmarc_say_what_the_data_says(server, zone_data):
+    primary = zone_data["domain"]
+    for z in zone.zones(zone_data):
+        spf = [t for t in query(server.ipv4, z, "TXT") if t.startswith("v=spf1")]
+        assert spf == [zone_data["zone_spf"]]
+        (dmarc,) = query(server.ipv4, f"_dmarc.{z}", "TXT")
+        tags = dict(tag.strip().split("=", 1) for tag in dmarc.split(";") if tag.strip())
+        assert tags["v"] == "DMARC1" and tags["p"] == zone_data["zone_dmarc_policy"]
+        assert tags["rua"] == f"mailto:{zone_data['zone_dmarc_reports']}@{primary}"
+        if z != primary:  # the primary agrees to receive the other domains' reports
+            assert query(server.ipv4, f"{z}._report._dmarc.{primary}", "TXT") == ["v=DMARC1"]
