@@ -1,0 +1,84 @@
+"""Fast tier (no lab): zones from data. Records say what the data says, the serial rises
+only with the content and never goes backwards, and bad records are named."""
+
+import re
+
+import pytest
+
+from tasks import zone
+from tasks.data import DEFAULTS, problems, read_group_data, with_roles
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
+GROUPS = {
+    "mail": [("mx.example.org", {"ipv4": "203.0.113.10", "ipv6": "2001:db8::10"})],
+    "relay": [("vps.example.org", {"ipv4": "198.51.100.20", "ipv6": None})],
+}
+
+
+def data(host="mx.example.org", **changes) -> dict:
+    base = DEFAULTS | read_group_data("all") | {
+        "domain": "example.org", "extra_domains": ["example.net"], "admin_user": "alice",
+        "admin_ssh_keys": [KEY], "ipv4": "203.0.113.10", "ipv6": "2001:db8::10", "secrets_dir": "/nonexistent",
+    }
+    return with_roles(host, base | changes, GROUPS)
+
+
+def test_master_and_secondary_roles_come_from_the_groups():
+    assert zone.role(data()) == "master"
+    assert zone.role(data("vps.example.org")) == "secondary"
+    assert zone.role(data("other.example.org")) == "none"
+
+
+def test_records_of_the_primary_and_of_another_domain():
+    primary = {(n, t, d) for n, t, d in zone.records(data(), "example.org")}
+    other = {(n, t, d) for n, t, d in zone.records(data(), "example.net")}
+    assert {("@", "NS", "ns1.example.org."), ("@", "NS", "ns2.example.org.")} <= primary & other
+    assert {("ns1", "A", "203.0.113.10"), ("ns1", "AAAA", "2001:db8::10"), ("ns2", "A", "198.51.100.20"),
+            ("mx", "A", "203.0.113.10"), ("vps", "A", "198.51.100.20")} <= primary
+    assert not [r for r in other if r[1] in ("A", "AAAA")], "glue only in the primary zone"
+    assert {("@", "MX", "10 mx.example.org."), ("@", "MX", "20 vps.example.org."),
+            ("@", "TXT", '"v=spf1 mx -all"')} <= other
+    assert ("example.net._report._dmarc", "TXT", '"v=DMARC1"') in primary
+    (dmarc,) = [d for n, t, d in other if n == "_dmarc"]
+    assert "p=quarantine" in dmarc and "rua=mailto:dmarc-reports@example.org" in dmarc
+
+
+def test_long_txt_is_split_into_strings_of_255():
+    text = "v=DKIM1; k=rsa; p=" + "A" * 400
+    parts = re.findall(r'"([^"]*)"', zone.quote(text))
+    assert [len(p) for p in parts] == [255, len(text) - 255] and "".join(parts) == text
+
+
+def test_serial_rises_only_with_the_content_and_never_goes_back():
+    first = zone.zone_file(data(), "example.org", None)
+    serial, content = zone.parse_head(first)
+    assert serial >= 2026010100 and content
+    head = "\n".join(first.splitlines()[:3])
+    assert zone.zone_file(data(), "example.org", head) == first  # same data: same file
+    changed = zone.zone_file(data(zone_ttl=600), "example.org", head)
+    assert zone.parse_head(changed)[0] == serial + 1
+    future = head.replace(f"serial {serial}", "serial 2099010100")
+    assert zone.parse_head(zone.zone_file(data(zone_ttl=600), "example.org", future))[0] == 2099010101
+
+
+@pytest.mark.parametrize(("records", "says"), [
+    ([{"name": "@", "type": "CNAME", "data": "example.com."}], "zone_records['example.org'][0]: CNAME at the apex"),
+    ([{"name": "www", "type": "A", "data": "192.0.2.300"}], "zone_records['example.org'][0]: www A '192.0.2.300'"),
+    ([{"name": "www", "type": "AAA", "data": "2001:db8::1"}], "zone_records['example.org'][0]: www AAA"),
+    ([{"name": "www", "type": "A", "data": "192.0.2.1"}, {"name": "www", "type": "CNAME", "data": "x.example."}],
+     "zone_records['example.org'][1]: www has a CNAME and other records"),
+    ([{"name": "autoconfig", "type": "A", "data": "192.0.2.1"}],
+     "zone_records['example.org'][0]: autoconfig has a CNAME and other records"),
+    ([{"name": "www", "type": "A", "data": "192.0.2.1"}, {"name": "www", "type": "A", "data": "192.0.2.1"}],
+     "zone_records['example.org'][1]: www A 192.0.2.1 is there twice"),
+])
+def test_bad_records_are_named(records, says):
+    found = problems("mx.example.org", data(zone_records={"example.org": records}))
+    assert len(found) == 1 and says in found[0], found
+
+
+def test_bad_zone_settings_are_named():
+    assert "zone_dmarc_policy: 'strict' is not one of" in problems("mx", data(zone_dmarc_policy="strict"))[0]
+    assert "extra_domains[1]: 'example.net' is listed twice" in problems(
+        "mx", data(extra_domains=["example.net", "example.net"]))[0]
+    assert "extra_domains[0]: 'exa mple.net'" in problems("mx", data(extra_domains=["exa mple.net"]))[0]
