@@ -27,11 +27,12 @@ components = [admin, ssh] + [
         (bans, data["bans_enabled"]),
         (clock, data["clock_enabled"]),
         (upgrades, data["upgrades_enabled"]),
-        (zone, data["zone_enabled"] and zone.role(data) != "none"),
+        (zone.implementation(data), data["zone_enabled"] and zone.role(data) != "none"),
         (resolver, data["resolver_enabled"]),
     ) if on
 ]
-system = host.get_fact(System, heads=[zone.zone_path(z) for z in zone.zones(data)] if zone in components else [])
+zone_master = data["zone_enabled"] and zone.role(data) == "master"
+system = host.get_fact(System, heads=[zone.zone_path(data, z) for z in zone.zones(data)] if zone_master else [])
 configs = {c: c.files(data, system) for c in components}
 if data["firewall_enabled"]:
     ports = [f"tcp/{data['ssh_port']}"] + [p for c in components for p in getattr(c, "PORTS", [])]
@@ -39,8 +40,9 @@ if data["firewall_enabled"]:
 
 state = host.get_fact(
     HostState,
-    # Files to install, and paths a component reads besides (PATHS: clock's /etc/localtime).
-    paths=[f.path for fs in configs.values() for f in fs] + [p for c in configs for p in getattr(c, "PATHS", [])],
+    # Files to install, and paths a component reads besides (paths(): clock's /etc/localtime).
+    paths=[f.path for fs in configs.values() for f in fs]
+    + [p for c in configs if hasattr(c, "paths") for p in c.paths(data)],
     units=[u for c in configs for u in c.UNITS],
     users=[data["admin_user"]],
 )

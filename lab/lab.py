@@ -7,7 +7,8 @@ network namespace of its own, wired by a veth pair to the bridge `ihlab0`
 other, this machine (the operator, 10.77.0.1) and, through apt-cacher-ng on the
 bridge, Debian's archive. Facts and traps behind these choices: ../shared/notes/lab.md.
 
-    lab.py up [-n N] [--release trixie|bookworm]   boot N fresh hosts (tidies leftovers first)
+    lab.py up [-n N] [--release trixie|bookworm] [--zone-server bind|nsd]
+                                                   boot N fresh hosts (tidies leftovers first)
     lab.py status                                  one line per host
     lab.py shell NAME                              root shell inside a host (no SSH needed)
     lab.py down                                    remove everything the lab made
@@ -55,7 +56,16 @@ Suites: {r}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
-IMAGE_RECIPE = f"v1 {IMAGE_PACKAGES} {SOURCES}"
+# Per-host identity (machine-id, SSH host keys) is made at boot time, not shared.
+IMAGE_HOOKS = [
+    'rm -f "$1"/etc/ssh/ssh_host_*',
+    ': > "$1"/etc/machine-id',
+    # No pipelining through the cache: hosts fetching the same file at once hung there.
+    f'printf \'Acquire::http::Proxy "http://{OPERATOR4}:{APT_PORT}";\\nAcquire::http::Pipeline-Depth "0";'
+    f'\\nAcquire::http::Timeout "30";\\nAcquire::Retries "3";\\n\' > "$1"/etc/apt/apt.conf.d/00lab-proxy',
+    ': > "$1"/etc/resolv.conf',
+]
+IMAGE_RECIPE = f"{IMAGE_PACKAGES} {SOURCES} {IMAGE_HOOKS}"
 
 
 def run(*cmd, check=True, **kw):
@@ -185,16 +195,9 @@ def image(release):
     root.parent.mkdir(parents=True, exist_ok=True)
     sources = root.parent / f"{release}.sources"
     sources.write_text(SOURCES.format(r=release))
-    # Per-host identity (machine-id, SSH host keys) is made at boot time, not shared.
-    hooks = [
-        'rm -f "$1"/etc/ssh/ssh_host_*',
-        ': > "$1"/etc/machine-id',
-        f'echo \'Acquire::http::Proxy "http://{OPERATOR4}:{APT_PORT}";\' > "$1"/etc/apt/apt.conf.d/00lab-proxy',
-        ': > "$1"/etc/resolv.conf',
-    ]
     run(
         "mmdebstrap", "--quiet", "--variant=minbase", f"--include={IMAGE_PACKAGES}",
-        *[f"--customize-hook={h}" for h in hooks], release, root, sources,
+        *[f"--customize-hook={h}" for h in IMAGE_HOOKS], release, root, sources,
     )
     stamp.write_text(want)
     return root
@@ -306,7 +309,7 @@ def wait_ssh(addr, timeout=60):
     return False
 
 
-def write_outputs(key_file, release):
+def write_outputs(key_file, release, zone_server):
     names = host_names()
     known = []
     for n in names:
@@ -315,13 +318,13 @@ def write_outputs(key_file, release):
             known.append(f"{n},{address(n)},{address(n, True)} {pub[0]} {pub[1]}")
     (OUT / "known_hosts").write_text("\n".join(known) + "\n")
     (OUT / "hosts.json").write_text(json.dumps({
-        "release": release, "operator": [OPERATOR4, OPERATOR6], "key": str(key_file),
+        "release": release, "zone_server": zone_server, "operator": [OPERATOR4, OPERATOR6], "key": str(key_file),
         "hosts": {n: {"ipv4": address(n), "ipv6": address(n, True), "netns": PREFIX + n} for n in names},
     }, indent=2))
     (OUT / "inventory.py").write_text((REPO / "lab" / "inventory.py.in").read_text())
 
 
-def up(count, release):
+def up(count, release, zone_server):
     if not 1 <= count <= MAX_HOSTS:
         sys.exit(f"lab: -n must be between 1 and {MAX_HOSTS}")
     if os.geteuid() != 0:
@@ -345,7 +348,7 @@ def up(count, release):
         with open(HOSTS / n / "console.log", "w") as out:
             subprocess.Popen([sys.executable, __file__, "boot", n, "--state", str(STATE)],
                              stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    write_outputs(key_file, release)
+    write_outputs(key_file, release, zone_server)
     late = [n for n in names if not wait_ssh(address(n))]
     if late:
         sys.exit(f"lab: no SSH answer from {', '.join(late)}; see {HOSTS}/<name>/console.log")
@@ -383,6 +386,7 @@ def main():
     u = sub.add_parser("up", help="boot N fresh hosts")
     u.add_argument("-n", type=int, default=2)
     u.add_argument("--release", choices=RELEASES, default="trixie")
+    u.add_argument("--zone-server", choices=("bind", "nsd"), default="bind", help="for the lab inventory")
     sub.add_parser("status", help="show the hosts")
     s = sub.add_parser("shell", help="root shell (or a command) inside a host")
     s.add_argument("name")
@@ -393,7 +397,7 @@ def main():
     b.add_argument("--state")  # only to mark the launcher's command line as the lab's
     a = p.parse_args()
     if a.verb == "up":
-        up(a.n, a.release)
+        up(a.n, a.release, a.zone_server)
     elif a.verb == "status":
         sys.exit(status())
     elif a.verb == "shell":

@@ -18,9 +18,12 @@ DEFAULTS = {
 }
 PACKAGES = ["chrony", "tzdata"]
 UNITS = {"chrony": "restart"}
-# Read with the files so the time zone costs no round trip of its own.
-PATHS = ["/etc/localtime"]
 CONTAINER_DROPIN = "/etc/systemd/system/chrony.service.d/inhouse-container.conf"
+
+
+def paths(data: dict) -> list[str]:
+    """Read with the files, so the time zone costs no round trip of its own."""
+    return ["/etc/localtime"]
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:

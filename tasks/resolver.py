@@ -39,7 +39,10 @@ DEBIAN_ANCHOR = "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf"
 # The internet root's anchor, which unbound keeps up to date: made at the first start from
 # dns-root-data, and needed by unbound-checkconf before that.
 ROOT_KEY = "/var/lib/unbound/root.key"
-PATHS = [ROOT_KEY]
+
+
+def paths(data: dict) -> list[str]:
+    return [ROOT_KEY]
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:

@@ -1,17 +1,15 @@
 """Zone: authoritative DNS for the mail domains, master on the mail host, secondary on the
 relay (seeds 001 and 004: "the mailserver itself is the master nameserver", a slave
 elsewhere), every record mail needs, signed with DNSSEC so DANE means something (seed 002).
+This module makes the zones from data; zone_bind.py and zone_nsd.py serve them (zone_server).
 
 Zones are generated from data: SOA, NS with glue, A/AAAA of the servers, MX, SPF, DMARC,
 TLS-RPT, MTA-STS, CAA, SRV and autoconfig names for mail clients, extra records. Each zone
 file carries a hash of its content: the serial rises only when the content changes (no more
 forgotten serial bumps), and never goes backwards. `named-checkzone` in strict mode must
-accept a zone before bind loads it; a changed zone is reloaded with `rndc reload ZONE`
-(a restart after a rewrite meets bind's journal: "journal out of sync").
-
-bind signs the zones inline (`dnssec-policy`, one ECDSA P-256 key, algorithm 13); its keys
-stay in /var/lib/bind/keys across runs. Transfers to the secondaries are TSIG-signed and
-NOTIFY tells them at once; anyone else is refused.
+accept a zone before it is loaded. Signing keys are made on the master, once, and stay.
+Transfers to the secondaries are TSIG-signed and NOTIFY tells them at once; anyone else
+is refused.
 Reads: domain, extra_domains, zone_*, the ipv4/ipv6 and fqdn of the hosts in the `mail`
 and `relay` groups; the TSIG secret from secrets_dir.
 """
@@ -26,12 +24,12 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-from pyinfra.api import deploy
-from pyinfra.operations import server
 
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import ConfigFile, render
 
 DEFAULTS = {
+    # The authoritative server: bind (signs inline) or nsd (zones signed by dnssec-signzone).
+    "zone_server": "bind",
     # Default TTL of the records, in seconds.
     "zone_ttl": 3600,
     # DMARC policy for the domains: none, quarantine or reject.
@@ -50,10 +48,6 @@ DEFAULTS = {
     # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex), optional "ttl".
     "zone_records": {},
 }
-PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
-PORTS = ["tcp/53", "udp/53"]
-UNITS = {"named": "reload"}
-ZONE_DIR = "/var/lib/bind"  # bind writes .signed and .jnl beside the zone: it must own it
 TSIG_NAME = "inhouse-transfer"
 # RFC 1912 timers: refresh, retry, expire, negative-answer TTL.
 SOA_TIMERS = "7200 3600 1209600 3600"
@@ -148,8 +142,26 @@ def record_problems(data: dict) -> list[str]:
     return out
 
 
-def zone_path(zone: str) -> str:
-    return f"{ZONE_DIR}/db.{zone}"
+def implementation(data: dict):
+    """The module that runs the zones on this host: tasks/zone_bind.py or tasks/zone_nsd.py."""
+    from tasks import zone_bind, zone_nsd
+
+    return {"bind": zone_bind, "nsd": zone_nsd}[data["zone_server"]]
+
+
+def zone_path(data: dict, zone: str) -> str:
+    """Where the unsigned zone file of `zone` lives on this host."""
+    return f"{implementation(data).ZONE_DIR}/db.{zone}"
+
+
+def zone_files(data: dict, system: dict) -> list[ConfigFile]:
+    """The unsigned zone files of a master, each checked strictly by named-checkzone."""
+    return [
+        ConfigFile(zone_path(data, z), zone_file(data, z, system["heads"].get(zone_path(data, z))),
+                   check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}",
+                   group=implementation(data).GROUP)
+        for z in zones(data)
+    ]
 
 
 def zone_file(data: dict, zone: str, old_head: str | None) -> str:
@@ -186,41 +198,14 @@ def tsig_secret(data: dict) -> str:
     return path.read_text().strip()
 
 
+def context(data: dict) -> dict:
+    """What the server templates need: this host's role, the zones, the other servers."""
+    return {"role": role(data), "zones": zones(data), "masters": servers(data, "mail"),
+            "secondaries": servers(data, "relay"), "tsig_name": TSIG_NAME, "secret": tsig_secret(data)}
+
+
 def role(data: dict) -> str:
     name = data.get("fqdn")
     if any(h["fqdn"] == name for h in servers(data, "mail")):
         return "master"
     return "secondary" if any(h["fqdn"] == name for h in servers(data, "relay")) else "none"
-
-
-def files(data: dict, system: dict) -> list[ConfigFile]:
-    kind = role(data)
-    context = {"role": kind, "zones": zones(data), "masters": servers(data, "mail"),
-               "secondaries": servers(data, "relay"), "tsig_name": TSIG_NAME, "zone_dir": ZONE_DIR}
-    bind = [
-        ConfigFile("/etc/bind/inhouse-transfer.key", render("zone/transfer.key.j2", data, secret=tsig_secret(data),
-                   **context), mode="640", group="bind"),
-        ConfigFile("/etc/bind/named.conf.options", render("zone/named.conf.options.j2", data, **context),
-                   check="named-checkconf", group="bind"),
-        ConfigFile("/etc/bind/named.conf.local", render("zone/named.conf.local.j2", data, **context),
-                   check="named-checkconf", group="bind"),
-    ]
-    if kind != "master":
-        return bind
-    return bind + [
-        ConfigFile(zone_path(z), zone_file(data, z, system["heads"].get(zone_path(z))),
-                   check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}", group="bind")
-        for z in zones(data)
-    ]
-
-
-@deploy("Zone")
-def apply(data: dict, configs: list[ConfigFile], state: dict):
-    changed = install_files(configs, state)
-    conf = {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}
-    running = state["units"].get("named", ("", ""))[1] == "active"
-    activate(UNITS, conf, state)
-    for path, op in changed.items():
-        if path.startswith(ZONE_DIR) and running:
-            zone = path.removeprefix(zone_path(""))
-            server.shell(name=f"Reload zone {zone}", commands=[f"rndc reload {zone}"], _if=op.did_change)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tasks import zone
 from tasks.data import inventory_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,6 +154,15 @@ def ssh_config(inventory, server, site) -> Path:
 def on_server(server, ssh_config):
     """testinfra host of the server, as the admin with sudo."""
     return testinfra.get_host(f"ssh://{server.name}", ssh_config=str(ssh_config), sudo=True)
+
+
+@pytest.fixture(scope="session")
+def services(site) -> list[str]:
+    """The daemons the deploy keeps running on the server, from its data."""
+    daemons = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unbound"]
+    if site["zone_enabled"] and zone.role(site) != "none":
+        daemons += [u for u in zone.implementation(site).UNITS if not u.endswith(".timer")]
+    return daemons
 
 
 @pytest.fixture(scope="session")

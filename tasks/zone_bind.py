@@ -1,0 +1,43 @@
+"""Zones served by bind (zone_server = "bind", the default): see tasks/zone.py for the zones.
+
+bind signs inline (`dnssec-policy`: one ECDSA P-256 key, algorithm 13, NSEC3) and keeps
+its keys beside the zones in /var/lib/bind across runs. A changed zone is reloaded with
+`rndc reload ZONE`: a restart after a rewrite meets bind's journal ("journal out of sync").
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks import zone
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS: dict = {}
+PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
+PORTS = ["tcp/53", "udp/53"]
+UNITS = {"named": "reload"}
+ZONE_DIR = "/var/lib/bind"  # bind writes .signed and .jnl beside the zone: it must own it
+GROUP = "bind"
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    context = zone.context(data) | {"zone_dir": ZONE_DIR}
+    configs = [
+        ConfigFile("/etc/bind/inhouse-transfer.key", render("zone/bind/transfer.key.j2", data, **context),
+                   mode="640", group=GROUP),
+        ConfigFile("/etc/bind/named.conf.options", render("zone/bind/named.conf.options.j2", data, **context),
+                   check="named-checkconf", group=GROUP),
+        ConfigFile("/etc/bind/named.conf.local", render("zone/bind/named.conf.local.j2", data, **context),
+                   check="named-checkconf", group=GROUP),
+    ]
+    return configs + (zone.zone_files(data, system) if context["role"] == "master" else [])
+
+
+@deploy("Zone (bind)")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    changed = install_files(configs, state)
+    running = state["units"].get("named", ("", ""))[1] == "active"
+    activate(UNITS, {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}, state)
+    for z in zone.zones(data):
+        if zone.zone_path(data, z) in changed and running:
+            server.shell(name=f"Reload zone {z}", commands=[f"rndc reload {z}"],
+                         _if=changed[zone.zone_path(data, z)].did_change)

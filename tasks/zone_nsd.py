@@ -1,0 +1,57 @@
+"""Zones served by NSD (zone_server = "nsd", seed 000's choice): see tasks/zone.py.
+
+NSD does not sign: inhouse-zone-sign signs each zone with BIND's dnssec-signzone (one
+ECDSA P-256 key per zone, made once in /var/lib/nsd/keys, NSEC3 without iterations,
+signatures valid 30 days) when the deploy changes it, and daily from a timer so that
+signatures never run out; each signing raises the served serial (YYYYMMDDnn).
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks import zone
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS: dict = {}
+PACKAGES = ["nsd", "bind9-utils", "bind9-dnsutils"]
+PORTS = ["tcp/53", "udp/53"]
+UNITS = {"nsd": "restart", "inhouse-zone-sign.timer": ""}
+ZONE_DIR = "/var/lib/nsd"  # the only place, with /etc/nsd, NSD's unit lets it write
+GROUP = "nsd"
+SIGNER = "/usr/local/sbin/inhouse-zone-sign"
+SIGNER_UNITS = "/etc/systemd/system/inhouse-zone-sign"
+
+
+def paths(data: dict) -> list[str]:
+    """The signed zones: one missing (a failed signing) is signed again."""
+    return [f"{ZONE_DIR}/db.{z}.signed" for z in zone.zones(data)] if zone.role(data) == "master" else []
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    context = zone.context(data) | {"zone_dir": ZONE_DIR, "signer": SIGNER}
+    configs = [
+        ConfigFile("/etc/nsd/nsd.conf.d/inhouse.conf", render("zone/nsd/inhouse.conf.j2", data, **context),
+                   check="nsd-checkconf /etc/nsd/nsd.conf", mode="640", group=GROUP),
+    ]
+    if context["role"] != "master":
+        return configs
+    return configs + [
+        ConfigFile(SIGNER, render("zone/nsd/inhouse-zone-sign.j2", data, **context), mode="755"),
+        ConfigFile(f"{SIGNER_UNITS}.service", render("zone/nsd/inhouse-zone-sign.service.j2", data, **context)),
+        ConfigFile(f"{SIGNER_UNITS}.timer", render("zone/nsd/inhouse-zone-sign.timer.j2", data, **context)),
+        *zone.zone_files(data, system),
+    ]
+
+
+@deploy("Zone (nsd)")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    changed = install_files(configs, state)
+    unit_files = [p for p in changed if p.startswith(SIGNER_UNITS)]
+    if unit_files:
+        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
+                     _if=lambda: any(changed[p].did_change() for p in unit_files))
+    for z in zone.zones(data) if zone.role(data) == "master" else []:
+        if zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"]:
+            server.shell(name=f"Sign zone {z}", commands=[f"{SIGNER} {z}"])
+    units = UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
+    activate(units, {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)
