@@ -12,7 +12,7 @@ installs the missing packages in one apt run, then applies the components in thi
 
 from pyinfra import host, inventory
 
-from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone
+from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone, zone_bind, zone_nsd
 from tasks.data import DEFAULTS, ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.util import HostState, System, install_packages
 
@@ -47,5 +47,9 @@ state = host.get_fact(
     users=[data["admin_user"]],
 )
 install_packages([p for c in configs for p in c.PACKAGES], state["packages"])
-for component, files in configs.items():
-    component.apply(data, files, state)
+# host.loop over every component, run here or not, gives each one's operations the same
+# place on every host; pyinfra tells operations apart by line numbers only, and hosts with
+# different components would otherwise order them in conflicting ways.
+for component in host.loop([admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, firewall]):
+    if component in configs:
+        component.apply(data, configs[component], state)

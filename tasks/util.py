@@ -14,6 +14,7 @@ from io import StringIO
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
@@ -133,7 +134,7 @@ def install_files(configs: list[ConfigFile], state: dict) -> dict[str, Operation
     next run checks again) and the deploy stops on this host with the checker's message.
     """
     ops = {}
-    for c in configs:
+    for c in host.loop(configs):  # a stable place per file, whichever files change
         if state["paths"].get(c.path) == c.state:
             continue
         owner = {"mode": c.mode, "user": c.user, "group": c.group}
@@ -164,7 +165,7 @@ def activate(units: dict[str, str], inputs: dict[str, OperationMeta], state: dic
     `inputs` changed. A unit not running yet starts after its config is in place, so it
     needs no restart on top.
     """
-    for unit, action in units.items():
+    for unit, action in host.loop(units.items()):
         enabled, active = state["units"].get(unit, ("", ""))
         if enabled != "enabled" or active != "active":
             server.shell(name=f"Enable and start {unit}", commands=[f"systemctl enable --now {unit}"])

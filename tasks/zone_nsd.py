@@ -6,6 +6,7 @@ signatures valid 30 days) when the deploy changes it, and daily from a timer so 
 signatures never run out; each signing raises the served serial (YYYYMMDDnn).
 """
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -50,7 +51,7 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     if unit_files:
         server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
                      _if=lambda: any(changed[p].did_change() for p in unit_files))
-    for z in zone.zones(data) if zone.role(data) == "master" else []:
+    for z in host.loop(zone.zones(data) if zone.role(data) == "master" else []):
         if zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"]:
             server.shell(name=f"Sign zone {z}", commands=[f"{SIGNER} {z}"])
     units = UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
