@@ -175,6 +175,11 @@ def tidy():
     for ns in run("ip", "netns", "list", capture_output=True).stdout.split("\n"):
         if ns.startswith(PREFIX):
             quiet("ip", "netns", "delete", ns.split()[0])
+    # A veth outlives its namespace for as long as something still holds that namespace.
+    for link in run("ip", "-o", "link", "show", capture_output=True).stdout.splitlines():
+        name = link.split(":")[1].strip().split("@")[0]
+        if name.startswith("ihl-"):
+            quiet("ip", "link", "delete", name)
     quiet("ip", "link", "delete", BRIDGE)
     if STATE.exists():
         shutil.rmtree(STATE)
