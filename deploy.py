@@ -36,7 +36,8 @@ system = host.get_fact(System, heads=[zone.zone_path(data, z) for z in zone.zone
 configs = {c: c.files(data, system) for c in components}
 if data["firewall_enabled"]:
     ports = [f"tcp/{data['ssh_port']}"] + [p for c in components for p in getattr(c, "PORTS", [])]
-    configs[firewall] = firewall.files(data, system, ports=ports)
+    sources = [s for c in components if hasattr(c, "sources") for s in c.sources(data)]
+    configs[firewall] = firewall.files(data, system, ports=ports, sources=sources)
 
 state = host.get_fact(
     HostState,

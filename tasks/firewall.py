@@ -4,8 +4,11 @@
 Rules are whole files (/etc/iptables/rules.v4, rules.v6) that netfilter-persistent loads at
 boot; each is checked with iptables-restore --test before it replaces the old one and is
 loaded only when it changed. fail2ban's bans live in its own nftables table, not here.
-Reads: firewall_extra_ports, firewall_extra_rules; the open ports come from deploy.py.
+Reads: firewall_extra_ports, firewall_extra_rules; the components' ports (to everyone) and
+sources (to some networks only) come from deploy.py.
 """
+
+import ipaddress
 
 from pyinfra.api import deploy
 
@@ -23,13 +26,15 @@ PACKAGES = ["iptables", "iptables-persistent", "netfilter-persistent"]
 UNITS = {"netfilter-persistent": "restart"}
 
 
-def files(data: dict, system: dict, ports: list[str]) -> list[ConfigFile]:
+def files(data: dict, system: dict, ports: list[str], sources: list[tuple[str, str]]) -> list[ConfigFile]:
     """Open `ports` ("tcp/22", ...) of the enabled components and firewall_extra_ports to
-    everyone; drop every other new inbound connection."""
+    everyone, and each (network, port) of `sources` to that network only; drop every other
+    new inbound connection."""
     open_ports = [p.split("/") for p in sorted(set(ports + data["firewall_extra_ports"]))]
     return [
-        ConfigFile(f"/etc/iptables/rules.v{v}", render("firewall/rules.j2", data, v=v, ports=open_ports),
-                   check=f"{cmd}-restore --test {{path}}", mode="640")
+        ConfigFile(f"/etc/iptables/rules.v{v}", render("firewall/rules.j2", data, v=v, ports=open_ports, sources=[
+            (net, *port.split("/")) for net, port in sources if ipaddress.ip_network(net, strict=False).version == v
+        ]), check=f"{cmd}-restore --test {{path}}", mode="640")
         for v, cmd in ((4, "iptables"), (6, "ip6tables"))
     ]
 

@@ -16,9 +16,8 @@ from pyinfra.operations import server
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
-    # LAN networks allowed to use this resolver, and this host's LAN addresses to answer on
-    # (seed 000's home network). Empty: this host only. The firewall needs
-    # firewall_extra_rules for them ("-A INPUT -s NET -p udp --dport 53 -j ACCEPT").
+    # LAN networks allowed to use this resolver (seed 000's home network); the firewall
+    # opens port 53 to them. Empty: this host only.
     "resolver_networks": [],
     # This host's LAN addresses unbound answers on, besides loopback.
     "resolver_addresses": [],
@@ -39,6 +38,11 @@ DEBIAN_ANCHOR = "/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf"
 # The internet root's anchor, which unbound keeps up to date: made at the first start from
 # dns-root-data, and needed by unbound-checkconf before that.
 ROOT_KEY = "/var/lib/unbound/root.key"
+
+
+def sources(data: dict) -> list[tuple[str, str]]:
+    """What the firewall opens to the LAN networks only."""
+    return [(net, port) for net in data["resolver_networks"] for port in ("udp/53", "tcp/53")]
 
 
 def paths(data: dict) -> list[str]:

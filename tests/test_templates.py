@@ -54,12 +54,19 @@ def test_admin_gets_every_key_and_passwordless_sudo():
 
 
 def test_firewall_opens_only_the_given_ports_and_keeps_icmpv6():
-    rules = rendered(firewall, DATA | {"firewall_extra_ports": ["udp/53"]}, ports=["tcp/22"])
+    rules = rendered(firewall, DATA | {"firewall_extra_ports": ["udp/53"]}, ports=["tcp/22"], sources=[])
     v4, v6 = rules["/etc/iptables/rules.v4"], rules["/etc/iptables/rules.v6"]
     for text in (v4, v6):
         assert re.findall(r"--dport (\d+)", text) == ["22", "53"]
         assert ":INPUT DROP" in text and text.rstrip().endswith("COMMIT")
     assert "-p ipv6-icmp -j ACCEPT" in v6 and "-p icmp -j ACCEPT" in v4
+
+
+def test_lan_networks_get_only_their_port_each_in_its_family():
+    rules = rendered(firewall, ports=["tcp/22"], sources=[("192.168.1.0/24", "udp/53"), ("fd00::/64", "tcp/53")])
+    assert "-A INPUT -s 192.168.1.0/24 -p udp -m udp --dport 53" in rules["/etc/iptables/rules.v4"]
+    assert "fd00::/64" not in rules["/etc/iptables/rules.v4"]
+    assert "-A INPUT -s fd00::/64 -p tcp -m tcp --dport 53" in rules["/etc/iptables/rules.v6"]
 
 
 def test_fail2ban_never_bans_loopback_or_the_operator():

@@ -129,3 +129,23 @@ def test_spf_and_dmarc_say_what_the_data_says(server, zone_data):
         assert tags["rua"] == f"mailto:{zone_data['zone_dmarc_reports']}@{primary}"
         if z != primary:  # the primary agrees to receive the other domains' reports
             assert query(server.ipv4, f"{z}._report._dmarc.{primary}", "TXT") == ["v=DMARC1"]
+
+
+@pytest.mark.lab
+def test_resolver_serves_its_lan_and_refuses_others(deploy, on_server, server, observer, attacker):
+    # Seed 000's home network: a LAN address of the server, which the observer is on.
+    lan = server.ipv4.rsplit(".", 1)[0] + ".111"
+    on_server.check_output("ip addr add %s/24 dev eth0", lan)
+    lan_data = [f'resolver_addresses=["{lan}"]', f'resolver_networks=["{observer.ipv4}/32"]']
+    try:
+        result, _, failed = deploy("--limit", server.name, *[a for d in lan_data for a in ("--data", d)])
+        assert result.returncode == 0 and not failed, result.stderr[-3000:]
+        answer = observer.run("dig", f"@{lan}", "mx.inhouse.test", "A").stdout
+        assert "status: NOERROR" in answer and re.search(r"flags: [a-z ]*\bad\b", answer), answer
+        # Others find the port closed by the firewall, and unbound would refuse them anyway.
+        refused = attacker.run("dig", "+tries=1", "+time=2", f"@{lan}", "mx.inhouse.test", "A").stdout
+        assert "status: NOERROR" not in refused and "timed out" in refused, refused
+    finally:
+        result, _, _ = deploy("--limit", server.name)
+        on_server.run("ip addr del %s/24 dev eth0", lan)
+    assert result.returncode == 0
