@@ -18,7 +18,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     user = data["admin_user"]
     return [
         ConfigFile(f"/home/{user}/.ssh/authorized_keys", render("admin/authorized_keys.j2", data),
-                   mode="600", user=user, group=user),
+                   mode="600", user=user, group=user, dir_mode="700"),
         # sudo skips names with a dot in sudoers.d: the candidate PATH.new stays inert.
         ConfigFile("/etc/sudoers.d/inhouse", render("admin/sudoers.j2", data), check="visudo -cqf {path}",
                    mode="440"),

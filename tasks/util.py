@@ -15,9 +15,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -55,7 +55,8 @@ class System(FactBase):
 
 class HostState(FactBase):
     """Everything a run compares against, in one round trip: installed packages; for each
-    path 'sha256 mode:user:group' (file) or 'link TARGET' (symlink); for each systemd unit
+    path 'sha256 mode:user:group' (file), 'link TARGET' (symlink) or 'no-parent' (its folder
+    is missing); for each systemd unit
     (is-enabled, is-active); whether each user exists."""
 
     default = dict
@@ -66,7 +67,8 @@ class HostState(FactBase):
             "echo '# packages'; dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' | sed -n 's/^ii  *//p'; "
             f"echo '# paths'; for f in {q(paths)}; do "
             'if [ -L "$f" ]; then echo "$f link $(readlink "$f")"; '
-            'elif [ -f "$f" ]; then echo "$f $(sha256sum < "$f" | cut -d" " -f1) $(stat -c %a:%U:%G "$f")"; fi; '
+            'elif [ -f "$f" ]; then echo "$f $(sha256sum < "$f" | cut -d" " -f1) $(stat -c %a:%U:%G "$f")"; '
+            'elif [ ! -d "${f%/*}" ]; then echo "$f no-parent"; fi; '
             f"done; echo '# units'; for u in {q(units)}; do "
             'echo $u "$(systemctl is-enabled $u 2>/dev/null)" "$(systemctl is-active $u 2>/dev/null)"; done; '
             f"echo '# users'; for u in {q(users)}; do getent passwd $u | cut -d: -f1; done"
@@ -119,6 +121,7 @@ class ConfigFile:
     mode: str = "644"
     user: str = "root"
     group: str = "root"
+    dir_mode: str = "755"  # of the parent folder, if the file is the first in it
 
     @property
     def state(self) -> str:
@@ -126,37 +129,41 @@ class ConfigFile:
         return f"{digest} {self.mode}:{self.user}:{self.group}"
 
 
-def install_files(configs: list[ConfigFile], state: dict) -> dict[str, OperationMeta]:
-    """Install the files that differ from the host's; returns their operations by path.
+@operation()
+def put_checked(config: ConfigFile, parent_missing: bool):
+    """Upload `config` as PATH.new, give it its owner and mode, and put it in place: two
+    remote commands. With a checker, the old file is kept as PATH.bak while it runs; if it
+    fails, the old file comes back, PATH.new goes (so the next run checks again) and the
+    operation fails with the checker's message."""
+    c = config
+    p, n, b = (shlex.quote(x) for x in (c.path, f"{c.path}.new", f"{c.path}.bak"))
+    if parent_missing:  # as seen before packages were installed: a package may have made it
+        parent = shlex.quote(c.path.rsplit("/", 1)[0])
+        yield f"[ -d {parent} ] || install -d -m {c.dir_mode} -o {c.user} -g {c.group} {parent}"
+    yield FileUploadCommand(StringIO(c.content), f"{c.path}.new")
+    script = f"chown {c.user}:{c.group} {n} && chmod {c.mode} {n} && "
+    if c.check is None:
+        yield f"sh -c {shlex.quote(script + f'mv -f {n} {p}')}"
+        return
+    check = c.check.format(path=p)
+    script += (
+        f"if [ -e {p} ]; then cp -p {p} {b}; else rm -f {b}; fi; mv -f {n} {p}; "
+        f"if ! out=$({check} 2>&1); then "
+        f"if [ -e {b} ]; then mv -f {b} {p}; else rm -f {p}; fi; "
+        f'echo "inhouse: {c.check.split()[0]} rejected the new {c.path}; '
+        f'the old one stays live: $out" >&2; exit 1; fi; rm -f {b}'
+    )
+    yield f"sh -c {shlex.quote(script)}"
 
-    A checked file goes up as PATH.new, then replaces PATH (the old one kept as PATH.bak)
-    and the checker runs; if it fails, the old file comes back, PATH.new is removed (so the
-    next run checks again) and the deploy stops on this host with the checker's message.
-    """
+
+def install_files(configs: list[ConfigFile], state: dict) -> dict[str, OperationMeta]:
+    """Install the files that differ from the host's (put_checked); their operations by path."""
     ops = {}
     for c in host.loop(configs):  # a stable place per file, whichever files change
-        if state["paths"].get(c.path) == c.state:
-            continue
-        owner = {"mode": c.mode, "user": c.user, "group": c.group}
-        if c.check is None:
-            ops[c.path] = files.put(
-                name=f"Install {c.path}", src=StringIO(c.content), dest=c.path, **owner
-            )
-            continue
-        new, bak = f"{c.path}.new", f"{c.path}.bak"
-        files.put(name=f"Upload {new}", src=StringIO(c.content), dest=new, **owner)
-        p, n, b = (shlex.quote(x) for x in (c.path, new, bak))
-        check = c.check.format(path=p)
-        script = (
-            f"if [ -e {p} ]; then cp -p {p} {b}; else rm -f {b}; fi; mv -f {n} {p}; "
-            f"if ! out=$({check} 2>&1); then "
-            f"if [ -e {b} ]; then mv -f {b} {p}; else rm -f {p}; fi; "
-            f'echo "inhouse: {c.check.split()[0]} rejected the new {c.path}; '
-            f'the old one stays live: $out" >&2; exit 1; fi; rm -f {b}'
-        )
-        ops[c.path] = server.shell(
-            name=f"Check and install {c.path}", commands=[f"sh -c {shlex.quote(script)}"]
-        )
+        current = state["paths"].get(c.path)
+        if current != c.state:
+            verb = "Check and install" if c.check else "Install"
+            ops[c.path] = put_checked(c, current == "no-parent", name=f"{verb} {c.path}")
     return ops
 
 

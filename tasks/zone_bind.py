@@ -5,9 +5,9 @@ its keys beside the zones in /var/lib/bind across runs. A changed zone is reload
 `rndc reload ZONE`: a restart after a rewrite meets bind's journal ("journal out of sync").
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
 
 from tasks import zone
 from tasks.util import ConfigFile, activate, install_files, render
@@ -38,7 +38,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
     running = state["units"].get("named", ("", ""))[1] == "active"
     activate(UNITS, {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}, state)
-    for z in host.loop(zone.zones(data)):
-        if zone.zone_path(data, z) in changed and running:
-            server.shell(name=f"Reload zone {z}", commands=[f"rndc reload {z}"],
-                         _if=changed[zone.zone_path(data, z)].did_change)
+    reloads = [z for z in zone.zones(data) if zone.zone_path(data, z) in changed]
+    if reloads and running:  # one command for every changed zone
+        server.shell(name=f"Reload zones {', '.join(reloads)}",
+                     commands=["; ".join(f"rndc reload {z}" for z in reloads)],
+                     _if=any_changed(*[changed[zone.zone_path(data, z)] for z in reloads]))

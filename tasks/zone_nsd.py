@@ -6,7 +6,6 @@ signatures valid 30 days) when the deploy changes it, and daily from a timer so 
 signatures never run out; each signing raises the served serial (YYYYMMDDnn).
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -51,8 +50,9 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     if unit_files:
         server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
                      _if=lambda: any(changed[p].did_change() for p in unit_files))
-    for z in host.loop(zone.zones(data) if zone.role(data) == "master" else []):
-        if zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"]:
-            server.shell(name=f"Sign zone {z}", commands=[f"{SIGNER} {z}"])
+    signs = [z for z in zone.zones(data) if zone.role(data) == "master" and (
+        zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"])]
+    if signs:  # one command for every changed zone
+        server.shell(name=f"Sign zones {', '.join(signs)}", commands=[f"{SIGNER} {' '.join(signs)}"])
     units = UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
     activate(units, {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)
