@@ -95,7 +95,7 @@ def zones() -> None:
     for n in (1, 10, 100):
         extra = json.dumps([f"d{i}.test" for i in range(1, n)])
         seconds, counts = deploy("--data", f"extra_domains={extra}")
-        print(figures(f"{n} zone(s): add", seconds, counts))
+        print(figures(f"{n} zone(s): first run", seconds, counts))
         seconds, counts = deploy("--data", f"extra_domains={extra}", "--data", "zone_ttl=1800")
         print(figures(f"{n} zone(s): change all", seconds, counts))
     seconds, counts = deploy("--data", f"extra_domains={extra}", "--data", "zone_ttl=1800")
