@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,6 +230,20 @@ def wire(name):
     run("ip", "-n", ns, "link", "set", "eth0", "up")
 
 
+def warm_apt_cache(release):
+    """Fetch the release's InRelease files through the cache once: when several hosts asked
+    for one the cache did not have yet, some got a short answer and apt hung."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{OPERATOR4}:{APT_PORT}"}))
+    suites = (f"debian/dists/{release}", f"debian/dists/{release}-updates", f"debian-security/dists/{release}-security")
+    for path in suites:
+        for _ in range(30):  # the cache takes a moment to listen
+            try:
+                opener.open(f"http://deb.debian.org/{path}/InRelease", timeout=30).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+
+
 def apt_cache():
     """apt-cacher-ng on the bridge: the hosts' only way to Debian's archive."""
     conf = STATE / "apt-cacher-ng"
@@ -347,6 +362,7 @@ def up(count, release, zone_server):
         (HOSTS / n).mkdir()
     bridge()
     apt_cache()
+    warm_apt_cache(release)
     for n in names:
         prepare(n, base, key)
         wire(n)

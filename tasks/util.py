@@ -104,7 +104,9 @@ def install_packages(names: list[str], installed: set[str]) -> None:
         "set -e; p=/usr/sbin/policy-rc.d; "
         "if [ ! -e $p ]; then printf '#!/bin/sh\\nexit 101\\n' > $p; chmod 755 $p; "
         "trap 'rm -f $p' EXIT; fi; "
-        "export DEBIAN_FRONTEND=noninteractive; apt-get update -q; "
+        "export DEBIAN_FRONTEND=noninteractive; "
+        # A mirror or proxy that stalls must not hang the deploy: bounded, three tries.
+        "for try in 1 2 3; do timeout 180 apt-get update -q && break; [ $try = 3 ] && exit 1; done; "
         "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "
         + " ".join(missing)
     )
