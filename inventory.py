@@ -1,25 +1,25 @@
 """Your servers. Run `pyinfra inventory.py deploy.py --dry` first to see what would change.
 
 Each group is a list of hosts: a name (what pyinfra and the tests call the host, usually
-its DNS name) and its data. ssh_hostname is where to connect, when the name does not
+its DNS name, which is also `fqdn` unless set) and its data: `ipv4`/`ipv6`, the public
+addresses (glue, A/AAAA, MX); `ssh_hostname`, where to connect while the name does not
 resolve yet. Site data for all hosts is in group_data/all.py; data here wins over it.
 """
 
 from tasks.data import check_inventory, connection
 
-# One VPS that does everything: DNS, MX, IMAP, submission.
+# The mail host: keeps the mail, DNS master. With one VPS, that VPS is all there is.
 mail = (
     [
-        ("mx.example.org", {"ssh_hostname": "203.0.113.10"}),
+        ("mx.example.org", {"ssh_hostname": "203.0.113.10", "ipv4": "203.0.113.10", "ipv6": "2001:db8::10"}),
     ],
     connection(),
 )
 
-# Two sites (seed 000's plan): a home server keeps the mail, and a VPS is the public
-# relay, backup MX and secondary DNS. Uncomment, move the home server into `mail` above
-# and put the VPS here:
+# Two sites (seed 000's plan): the home server above keeps the mail, and a VPS is the
+# public relay, backup MX and DNS secondary. Uncomment and fill in:
 # relay = (
-#     [("vps.example.org", {"ssh_hostname": "198.51.100.20"})],
+#     [("vps.example.org", {"ssh_hostname": "198.51.100.20", "ipv4": "198.51.100.20"})],
 #     connection(),
 # )
 

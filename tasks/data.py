@@ -21,8 +21,8 @@ from pyinfra.connectors.ssh import connector_data_meta
 from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone
 
 REPO = Path(__file__).resolve().parent.parent
-# Per-host facts of the network, given in the inventory: the public addresses.
-HOST_KEYS = {"ipv4": 4, "ipv6": 6, "fqdn": 0}
+# Per-host settings of the inventory: public addresses and DNS name (default: the host name).
+HOST_KEYS = ("ipv4", "ipv6", "fqdn")
 COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver]
 # Inventory groups with a role: the mail host (DNS master), the relay (DNS secondary).
 ROLE_GROUPS = ("mail", "relay")
@@ -105,14 +105,12 @@ def problems(name: str, data: dict) -> list[str]:
         out.append(f"host name {name!r}: not a valid host name")
     if "ssh_hostname" in data and not (is_address(data["ssh_hostname"]) or is_hostname(data["ssh_hostname"])):
         out.append(f"ssh_hostname: {data['ssh_hostname']!r} is neither an IP address nor a host name")
-    for key, version in HOST_KEYS.items():
-        if key == "fqdn":
-            if data.get("fqdn") is not None and not is_hostname(data["fqdn"]):
-                out.append(f"fqdn: {data['fqdn']!r} is not a host name")
-        elif data.get(key) is not None and not (
-            is_address(data[key]) and ipaddress.ip_address(data[key]).version == version
-        ):
-            out.append(f"{key}: {data[key]!r} is not an IPv{version} address")
+    for key, version in (("ipv4", 4), ("ipv6", 6)):
+        value = data.get(key)
+        if value is not None and not (is_address(value) and ipaddress.ip_address(value).version == version):
+            out.append(f"{key}: {value!r} is not an IPv{version} address")
+    if data.get("fqdn") is not None and not is_hostname(data["fqdn"]):
+        out.append(f"fqdn: {data['fqdn']!r} is not a host name")
     if need("domain"):
         d = data["domain"]
         if not is_hostname(d) or "." not in d.strip(".") or d != d.lower():

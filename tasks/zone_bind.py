@@ -12,7 +12,6 @@ from pyinfra.operations.util import any_changed
 from tasks import zone
 from tasks.util import ConfigFile, activate, install_files, render
 
-DEFAULTS: dict = {}
 PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
 PORTS = ["tcp/53", "udp/53"]
 UNITS = {"named": "reload"}

@@ -12,7 +12,6 @@ from pyinfra.operations import server
 from tasks import zone
 from tasks.util import ConfigFile, activate, install_files, render
 
-DEFAULTS: dict = {}
 PACKAGES = ["nsd", "bind9-utils", "bind9-dnsutils"]
 PORTS = ["tcp/53", "udp/53"]
 UNITS = {"nsd": "restart", "inhouse-zone-sign.timer": ""}

@@ -82,3 +82,22 @@ def test_bad_zone_settings_are_named():
     assert "extra_domains[1]: 'example.net' is listed twice" in problems(
         "mx", data(extra_domains=["example.net", "example.net"]))[0]
     assert "extra_domains[0]: 'exa mple.net'" in problems("mx", data(extra_domains=["exa mple.net"]))[0]
+
+
+@pytest.mark.parametrize("server", ["bind", "nsd"])
+def test_master_notifies_and_serves_only_the_keyed_secondary(server, tmp_path):
+    system = {"debian": 13, "container": "none", "heads": {}}
+    master = {f.path: f.content for f in zone.implementation(data(zone_server=server)).files(
+        data(zone_server=server, secrets_dir=str(tmp_path)), system)}
+    secondary = {f.path: f.content for f in zone.implementation(data(zone_server=server)).files(
+        data("vps.example.org", zone_server=server, secrets_dir=str(tmp_path), ipv4="198.51.100.20"), system)}
+    conf = "\n".join(master.values())
+    expected = {
+        "bind": ["also-notify { 198.51.100.20 key inhouse-transfer; }", "allow-transfer { key inhouse-transfer; }"],
+        "nsd": ["notify: 198.51.100.20 inhouse-transfer", "provide-xfr: 198.51.100.20 inhouse-transfer"],
+    }[server]
+    assert all(line in conf for line in expected), conf
+    assert zone.tsig_secret(data(secrets_dir=str(tmp_path))) in conf
+    assert "db.example.net" in " ".join(master) and not [p for p in secondary if "/db." in p]
+    assert "203.0.113.10" in "\n".join(secondary.values())  # its primary
+    assert (tmp_path / "tsig-transfer.key").stat().st_mode & 0o777 == 0o600
