@@ -42,10 +42,10 @@ DEFAULTS = {
     "zone_spf": "v=spf1 mx -all",
     # CAs allowed to issue certificates for the domains (CAA, RFC 8659).
     "zone_caa_issuers": ["letsencrypt.org"],
-    # MTA-STS mode announced by the _mta-sts record: testing or enforce.
+    # MTA-STS mode announced by the _mta-sts record: enforce, testing or none (RFC 8461).
     "zone_mta_sts_mode": "enforce",
     # More records, per domain: {"example.org": [{"name": "www", "type": "A",
-    # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex), optional "ttl".
+    # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex).
     "zone_records": {},
 }
 TSIG_NAME = "inhouse-transfer"
@@ -119,6 +119,13 @@ def record_problems(data: dict) -> list[str]:
     records, the same record twice. Generated records come from checked data, so a problem
     is named after the extra record (zone_records) that causes it."""
     out = []
+    extra = data["zone_records"]
+    if not isinstance(extra, dict) or any(
+        z not in zones(data) or not isinstance(rs, list)
+        or any(not isinstance(r, dict) or set(r) != {"name", "type", "data"} for r in rs)
+        for z, rs in extra.items()
+    ):
+        return ['zone_records: must map each of your domains to a list of {"name", "type", "data"}']
     for zone in zones(data):
         origin = dns.name.from_text(zone)
         generated = len(records({**data, "zone_records": {}}, zone))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import admin, bans, clock, firewall, ssh, upgrades
+from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades
 from tasks.data import COMPONENTS, DEFAULTS, read_group_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,3 +104,18 @@ def test_every_setting_is_documented_and_used():
         assert uses >= 2 if key in DEFAULTS else uses >= 1, f"{key}: defined but never used"
     for key in read_group_data("all"):
         assert re.search(rf"#[^\n]*\n{key} =|^{key} = .*#", all_py, re.M), f"group_data/all.py: {key} has no comment"
+
+
+def test_resolver_forwards_over_tls_and_trusts_its_own_root_when_told():
+    plain = rendered(resolver)
+    assert "forward-zone" not in plain["/etc/unbound/unbound.conf.d/inhouse.conf"]
+    assert 'auto-trust-anchor-file: "/var/lib/unbound/root.key"' in plain[resolver.DEBIAN_ANCHOR]
+    lab = rendered(resolver, DATA | {
+        "resolver_forward_tls": ["9.9.9.9@853#dns.quad9.net"], "domain": "inhouse.test",
+        "resolver_root_hints": [". 3600000 NS ns.root.test."], "resolver_trust_anchors": [". IN DS 1 13 2 AB"],
+    })
+    conf = lab["/etc/unbound/unbound.conf.d/inhouse.conf"]
+    assert "forward-tls-upstream: yes" in conf and "forward-addr: 9.9.9.9@853#dns.quad9.net" in conf
+    assert 'local-zone: "test." nodefault' in conf and 'root-hints: "/etc/unbound/inhouse-root.hints"' in conf
+    assert 'trust-anchor-file: "/etc/unbound/inhouse-root.anchor"' in lab[resolver.DEBIAN_ANCHOR]
+    assert lab["/etc/unbound/inhouse-root.anchor"] == ". IN DS 1 13 2 AB\n"

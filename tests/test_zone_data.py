@@ -77,6 +77,12 @@ def test_bad_records_are_named(records, says):
     assert len(found) == 1 and says in found[0], found
 
 
+def test_zone_records_must_have_their_shape():
+    for bad in ({"example.com": []}, {"example.org": [{"name": "www", "type": "A"}]}, ["www A 192.0.2.1"]):
+        assert problems("mx", data(zone_records=bad)) == [
+            'mx: zone_records: must map each of your domains to a list of {"name", "type", "data"}']
+
+
 def test_bad_zone_settings_are_named():
     assert "zone_dmarc_policy: 'strict' is not one of" in problems("mx", data(zone_dmarc_policy="strict"))[0]
     assert "extra_domains[1]: 'example.net' is listed twice" in problems(
