@@ -9,7 +9,7 @@ Reads: timezone, clock_ntp_servers.
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import FILES, ConfigFile, activate, install_files, render
 
 DEFAULTS = {
     # NTP servers or pools ("pool 2.debian.pool.ntp.org iburst" lines). Empty keeps
@@ -30,7 +30,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     configs = [ConfigFile("/etc/chrony/sources.d/inhouse.sources", render("clock/inhouse.sources.j2", data),
                           check="chronyd -p")]
     if system["container"] != "none":
-        configs.append(ConfigFile(CONTAINER_DROPIN, render("clock/container.conf.j2", data)))
+        configs.append(ConfigFile(CONTAINER_DROPIN, (FILES / "clock/container.conf").read_text()))
     if system["debian"] < 13:  # Debian 13 dropped /etc/timezone; the link alone says it there
         configs.append(ConfigFile("/etc/timezone", f"{data['timezone']}\n"))
     return configs

@@ -21,6 +21,7 @@ from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+FILES = TEMPLATES.parent / "files"  # installed as they are
 _jinja = Environment(
     loader=FileSystemLoader(TEMPLATES),
     undefined=StrictUndefined,

@@ -25,7 +25,7 @@ def rendered(component, data=DATA, system=TRIXIE, **kw) -> dict[str, str]:
 def test_every_file_names_its_template():
     for component in (admin, ssh, bans, clock, upgrades, resolver):
         for path, content in rendered(component, system={"debian": 13, "container": "systemd-nspawn"}).items():
-            assert re.search(r"Managed by inhouse from templates/\S+\.j2", content), path
+            assert re.search(r"Managed by inhouse from (templates/\S+\.j2|files/\S+);", content), path
 
 
 def test_sshd_kex_follows_the_openssh_of_each_release():
