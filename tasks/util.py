@@ -107,7 +107,7 @@ def install_packages(names: list[str], installed: set[str]) -> None:
         "trap 'rm -f $p' EXIT; fi; "
         "export DEBIAN_FRONTEND=noninteractive; "
         # A mirror or proxy that stalls must not hang the deploy: bounded, three tries.
-        "for try in 1 2 3; do timeout 180 apt-get update -q && break; [ $try = 3 ] && exit 1; done; "
+        "for try in 1 2 3; do timeout 120 apt-get update -q && break; [ $try = 3 ] && exit 1; done; "
         "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "
         + " ".join(missing)
     )
