@@ -12,7 +12,24 @@ installs the missing packages in one apt run, then applies the components in thi
 
 from pyinfra import host, inventory
 
-from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone, zone_bind, zone_nsd
+from tasks import (
+    admin,
+    bans,
+    clock,
+    dkim,
+    dmarc,
+    firewall,
+    imap,
+    mail,
+    mta_postfix,
+    resolver,
+    ssh,
+    tls,
+    upgrades,
+    zone,
+    zone_bind,
+    zone_nsd,
+)
 from tasks.data import DEFAULTS, ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.util import HostState, System, install_packages
 
@@ -22,6 +39,7 @@ data = with_roles(host.name, DEFAULTS | host.data.dict(), groups)
 if errors := problems(host.name, data):
     raise InventoryError("\n  ".join(["bad data, nothing was changed:", *errors]))
 
+mail_role = mail.role(data) if data["mail_enabled"] else "none"
 components = [admin, ssh] + [
     c for c, on in (
         (bans, data["bans_enabled"]),
@@ -29,13 +47,30 @@ components = [admin, ssh] + [
         (upgrades, data["upgrades_enabled"]),
         (zone.implementation(data), data["zone_enabled"] and zone.role(data) != "none"),
         (resolver, data["resolver_enabled"]),
+        (tls, mail_role != "none"),
+        (mta_postfix, mail_role != "none"),
+        (dkim, mail_role == "mail"),
+        (dmarc, mail_role == "mail"),
+        (imap, mail_role == "mail"),
     ) if on
 ]
 zone_master = data["zone_enabled"] and zone.role(data) == "master"
-system = host.get_fact(System, heads=[zone.zone_path(data, z) for z in zone.zones(data)] if zone_master else [])
+heads = [h for c in components if hasattr(c, "heads") for h in c.heads()]
+if zone_master:
+    heads += [zone.zone_path(data, z) for z in zone.zones(data)]
+system = host.get_fact(System, heads=heads)
+if zone_master:  # the keys the zones publish: DKIM here, TLSA of each MX host (as it last saw them)
+    tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
+    for name, relay in groups["relay"]:
+        if data["mail_enabled"]:
+            there = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"]
+            tlsa[relay.get("fqdn") or name] = there.get(tls.TLSA, "").strip()
+    data["zone_keys"] = {"dkim": dkim.current(system) if dkim in components else ("", ""),
+                         "tlsa": {name: t for name, t in tlsa.items() if t}}
 configs = {c: c.files(data, system) for c in components}
 if data["firewall_enabled"]:
-    ports = [f"tcp/{data['ssh_port']}"] + [p for c in components for p in getattr(c, "PORTS", [])]
+    ports = [f"tcp/{data['ssh_port']}"] + [
+        p for c in components for p in (c.ports(data) if hasattr(c, "ports") else getattr(c, "PORTS", []))]
     sources = [s for c in components if hasattr(c, "sources") for s in c.sources(data)]
     configs[firewall] = firewall.files(data, system, ports=ports, sources=sources)
 
@@ -45,12 +80,17 @@ state = host.get_fact(
     paths=[f.path for fs in configs.values() for f in fs]
     + [p for c in configs if hasattr(c, "paths") for p in c.paths(data)],
     units=[u for c in configs for u in c.UNITS],
-    users=[data["admin_user"]],
+    users=[data["admin_user"], mail.VMAIL],
 )
+state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 install_packages([p for c in configs for p in c.PACKAGES], state["packages"])
 # host.loop over every component, run here or not, gives each one's operations the same
 # place on every host; pyinfra tells operations apart by line numbers only, and hosts with
 # different components would otherwise order them in conflicting ways.
-for component in host.loop([admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, firewall]):
+# TLS before the services that serve its certificate; postfix before dovecot, which puts
+# its sockets into postfix's queue folder.
+order = [admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, tls, dkim, dmarc, mta_postfix, imap,
+         firewall]
+for component in host.loop(order):
     if component in configs:
         component.apply(data, configs[component], state)

@@ -41,3 +41,8 @@ firewall_enabled = True  # iptables: default deny inbound, open only what runs h
 upgrades_enabled = True  # unattended-upgrades: install Debian security updates daily
 zone_enabled = True  # DNS: master on the mail group's host, secondary on the relay's
 resolver_enabled = True  # unbound: DNSSEC-validating resolver for this host
+mail_enabled = True  # the MTA, IMAP, DKIM, DMARC and certificates of the mail and relay hosts
+
+# Mailboxes, one per person (more mail settings: tasks/mail.py). Each needs a password
+# hash in secrets_dir, asked at a prompt: python -m tasks.password alice@example.org
+mail_users = ["alice@example.org"]

@@ -1,4 +1,5 @@
-"""Bans: fail2ban blocks addresses that keep failing to log in (seed 004, step 3).
+"""Bans: fail2ban blocks addresses that keep failing to log in (seed 004, step 3): SSH, and
+on mail hosts SMTP AUTH and IMAP.
 
 Debian 12 and 13 log to the journal only (no /var/log/auth.log), where fail2ban's stock
 jail finds no file and exits: jails read the journal (backend systemd). Bans go into an
@@ -9,6 +10,7 @@ Reads: bans_time, bans_find_time, bans_max_retry, operator_networks, ssh_port.
 
 from pyinfra.api import deploy
 
+from tasks import mail
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
@@ -25,7 +27,8 @@ UNITS = {"fail2ban": "reload-or-restart"}
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
-    return [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data),
+    role = mail.role(data) if data["mail_enabled"] else "none"  # which mail logins to guard
+    return [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data, mail_role=role),
                        check="fail2ban-client -t")]
 
 

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades, zone
+from tasks import admin, bans, clock, dkim, firewall, mail, resolver, ssh, tls, upgrades, zone
 
 REPO = Path(__file__).resolve().parent.parent
 # Per-host settings of the inventory: public addresses and DNS name (default: the host name).
 HOST_KEYS = ("ipv4", "ipv6", "fqdn")
-COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver]
+COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver, mail, tls, dkim]
 # Inventory groups with a role: the mail host (DNS master), the relay (DNS secondary).
 ROLE_GROUPS = ("mail", "relay")
 DEFAULTS = {k: v for c in COMPONENTS for k, v in c.DEFAULTS.items()}
@@ -71,6 +71,19 @@ def is_address(value) -> bool:
         return False
 
 
+def is_network(value) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def is_mail_address(value) -> bool:
+    local, _, domain = value.rpartition("@") if isinstance(value, str) else ("", "", "")
+    return bool(re.fullmatch(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", local, re.I)) and is_hostname(domain.lower())
+
+
 def key_problem(key) -> str | None:
     if not isinstance(key, str):
         return "is not a string"
@@ -88,7 +101,8 @@ def key_problem(key) -> str | None:
 def problems(name: str, data: dict) -> list[str]:
     """Everything wrong with one host's merged data, as 'field: what is wrong' lines."""
     out = []
-    known = set(DEFAULTS) | set(read_group_data("all")) | set(connector_data_meta) | set(HOST_KEYS) | {"zone_hosts"}
+    known = set(DEFAULTS) | set(read_group_data("all")) | set(connector_data_meta) | set(HOST_KEYS)
+    known |= {"zone_hosts", "zone_keys"}  # made by deploy.py
     for key in sorted(data):
         if key.startswith("_") or key in known:
             continue
@@ -122,6 +136,8 @@ def problems(name: str, data: dict) -> list[str]:
             elif d == data.get("domain") or data["extra_domains"].index(d) != i:
                 out.append(f"extra_domains[{i}]: {d!r} is listed twice")
     out += zone_problems(data)
+    if data.get("mail_enabled") and mail.role(data) != "none":
+        out += mail.problems(data, is_mail_address, is_network)
     if need("admin_user"):
         u = data["admin_user"]
         if not isinstance(u, str) or not USERNAME.match(u):

@@ -125,6 +125,7 @@ class ConfigFile:
     user: str = "root"
     group: str = "root"
     dir_mode: str = "755"  # of the parent folder, if the file is the first in it
+    checker: str = ""  # the checker's name in messages (default: the check's first word)
 
     @property
     def state(self) -> str:
@@ -153,7 +154,7 @@ def put_checked(config: ConfigFile, parent_missing: bool):
         f"if [ -e {p} ]; then cp -p {p} {b}; else rm -f {b}; fi; mv -f {n} {p}; "
         f"if ! out=$({check} 2>&1); then "
         f"if [ -e {b} ]; then mv -f {b} {p}; else rm -f {p}; fi; "
-        f'echo "inhouse: {c.check.split()[0]} rejected the new {c.path}; '
+        f'echo "inhouse: {c.checker or c.check.split()[0]} rejected the new {c.path}; '
         f'the old one stays live: $out" >&2; exit 1; fi; rm -f {b}'
     )
     yield f"sh -c {shlex.quote(script)}"

@@ -1,0 +1,44 @@
+"""IMAP: dovecot keeps each user's Maildir and serves it on 993 (TLS at once) and 143 (only
+after STARTTLS); it delivers what the MTA hands over (LMTP) and checks the MTA's SMTP
+logins (SASL). Templates for Dovecot 2.3 (Debian 12) and 2.4 (Debian 13), which do not
+share a syntax.
+Reads: the users and password hashes of tasks/mail.py, fqdn.
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks import mail, tls
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS: dict = {}
+PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
+PORTS = ["tcp/143", "tcp/993"]
+UNITS = {"dovecot": "reload"}
+PASSWD = "/etc/dovecot/inhouse/passwd"  # logins: address and hash
+USERS = "/etc/dovecot/inhouse/users"  # mailboxes
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    hashes = mail.password_hashes(data)
+    ctx = {"v24": system["debian"] >= 13, "system": system, "passwd": PASSWD, "users": USERS,
+           "mail_home": mail.MAIL_HOME, "vmail": mail.VMAIL, "cert": tls.CHAIN, "key": tls.KEY,
+           "ciphers": tls.INTERMEDIATE_CIPHERS}
+    return [
+        # Read again by dovecot whenever they change: no reload.
+        ConfigFile(PASSWD, render("imap/passwd.j2", data, passwords={u: hashes[u] for u in data["mail_users"]}),
+                   mode="640", group="dovecot", dir_mode="750"),
+        ConfigFile(USERS, render("imap/users.j2", data, mailboxes=mail.mailboxes(data)), mode="640", group="dovecot"),
+        ConfigFile("/etc/dovecot/dovecot.conf", render("imap/dovecot.conf.j2", data, **ctx),
+                   check="doveconf -n -c {path}"),
+    ]
+
+
+@deploy("IMAP")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    if mail.VMAIL not in state["users"]:
+        server.shell(name=f"Add the {mail.VMAIL} user, owner of the Maildirs", commands=[
+            f"useradd --system --user-group --home-dir {mail.MAIL_HOME} --create-home --shell /usr/sbin/nologin "
+            f"{mail.VMAIL} && chmod 750 {mail.MAIL_HOME}"])
+    changed = install_files(configs, state)
+    activate(UNITS, {p: op for p, op in changed.items() if p not in (PASSWD, USERS)}, state)

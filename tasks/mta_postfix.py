@@ -1,0 +1,79 @@
+"""MTA (mta = "postfix"): receives mail for the domains on 25, takes users' mail on 587
+(STARTTLS) and 465 (TLS), and sends mail out with DANE where the destination publishes
+TLSA. See tasks/mail.py for who gets mail and who may send.
+
+On the mail host: mailboxes go to dovecot (LMTP), logins are dovecot's (SASL, on the
+submission ports only), opendkim signs and checks (tasks/dkim.py), policyd-spf refuses SPF
+failures (seed 000's strict SPF) and opendmarc judges DMARC (tasks/dmarc.py); each says so in
+Authentication-Results. On the relay: backup MX for the same addresses, and the way out
+for the mail host. Nothing relays for strangers (seed 001: "years of good reputation can
+be wiped away in a few open relay minutes"). Maps are texthash: read at start, no
+postmap; a changed map reloads postfix.
+Reads: tasks/mail.py's data, fqdn, the hosts of the mail and relay groups.
+"""
+
+from pyinfra.api import deploy
+
+from tasks import mail, tls
+from tasks.util import ConfigFile, activate, install_files, render
+
+PACKAGES = ["postfix", "postfix-policyd-spf-python"]
+PORTS = ["tcp/25"]
+SUBMISSION_PORTS = ["tcp/465", "tcp/587"]
+UNITS = {"postfix": "reload"}
+MAPS = "/etc/postfix/inhouse"
+# Warnings count as failures: `postfix check` passes a misspelt parameter with only a
+# warning. ("updating ..." lines are postfix copying files into its chroot.)
+CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check failed") 2>&1 | grep -v "^updating "); '
+         'test -z "$out" || (echo "$out"; exit 1)')
+
+
+def ports(data: dict) -> list[str]:
+    return PORTS + (SUBMISSION_PORTS if mail.role(data) == "mail" else [])
+
+
+def addresses(data: dict, group: str) -> list[str]:
+    return [a for h in data["zone_hosts"].get(group, []) for a in (h["ipv4"], h["ipv6"]) if a]
+
+
+def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
+    """The lookup tables, by file name: lists of (key, value)."""
+    admin = mail.admin(data)
+    out = {"local-aliases": [(r, admin or "root") for r in mail.ROLE_ADDRESSES if r != "root"]
+           + [("root", admin or "root")]}
+    aliases = mail.aliases(data)
+    if mail.role(data) == "mail":
+        out["mailboxes"] = [(m, "OK") for m in mail.mailboxes(data)]
+        out["aliases"] = [(a, ", ".join(ts)) for a, ts in aliases.items()]
+        out["senders"] = [(a, ", ".join(us)) for a, us in mail.senders(data).items()]
+    else:
+        out["recipients"] = [(a, "OK") for a in [*mail.mailboxes(data), *aliases]]
+    return out
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    role = mail.role(data)
+    relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
+    networks = data["mail_relay_networks"] + (addresses(data, "mail") if role == "relay" else [])
+    ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
+           "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN,
+           "ciphers": tls.INTERMEDIATE_CIPHERS}
+    configs = [ConfigFile(f"{MAPS}/{name}", render("mta/postfix/map.j2", data, entries=entries))
+               for name, entries in maps(data).items()]
+    configs += [
+        ConfigFile("/etc/postfix-policyd-spf-python/policyd-spf.conf",
+                   render("mta/postfix/policyd-spf.conf.j2", data,
+                          skip=data["mail_relay_networks"] + addresses(data, "relay" if role == "mail" else "mail"))),
+        ConfigFile("/etc/postfix/master.cf", render("mta/postfix/master.cf.j2", data, **ctx), check=CHECK,
+                   checker="postfix check"),
+        ConfigFile("/etc/postfix/main.cf", render("mta/postfix/main.cf.j2", data, **ctx), check=CHECK,
+                   checker="postfix check"),
+    ]
+    return configs
+
+
+@deploy("MTA (postfix)")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    changed = install_files(configs, state)
+    # policyd-spf starts anew for each connection: its config needs no reload.
+    activate(UNITS, {p: op for p, op in changed.items() if "policyd-spf" not in p}, state)

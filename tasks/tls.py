@@ -1,0 +1,71 @@
+"""TLS: the certificate the MTA and IMAP serve, from an ACME CA (Let's Encrypt by default)
+with certbot, renewed by a timer, for the mail host and the relay.
+
+The private key is made on the host once and kept: the TLSA record (DANE, seed 002) names
+the key, so renewals never break it. A self-signed certificate lets the services start
+until the CA has signed one (the registrar may not point at the new servers yet); every
+run and the timer try the CA again until it does. The full chain is served (seed 001's
+Thunderbird lesson), and each renewal reloads every service that serves it.
+Reads: fqdn, domain, tls_acme_*.
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from tasks import mail
+from tasks.util import ConfigFile, activate, install_files, render
+
+DEFAULTS = {
+    # The ACME directory of the CA.
+    "tls_acme_server": "https://acme-v02.api.letsencrypt.org/directory",
+    # The CA's contact for expiry warnings; empty: hostmaster@ the primary domain.
+    "tls_acme_email": "",
+    # PEM of a CA that signs the ACME server's own HTTPS certificate when the system does not
+    # trust it (a private or test CA, as the lab's pebble). Empty: the system's trust store.
+    "tls_acme_ca_bundle": "",
+}
+PACKAGES = ["certbot", "openssl"]
+PORTS = ["tcp/80"]  # the CA's HTTP-01 check, answered by certbot while it asks
+UNITS = {"inhouse-cert.timer": ""}
+DIR = "/etc/inhouse/tls"
+KEY, CHAIN = f"{DIR}/privkey.pem", f"{DIR}/fullchain.pem"
+TLSA, ISSUER = f"{DIR}/tlsa", f"{DIR}/issuer"  # written by the script, read by the zones and runs
+SCRIPT = "/usr/local/sbin/inhouse-cert"
+# Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3 suites are all fine): ECDHE with AES-GCM
+# or ChaCha20, forward secret and authenticated.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+
+def heads() -> list[str]:
+    """Files whose first lines a run needs: the TLSA data, and whether the CA signed yet."""
+    return [TLSA, ISSUER]
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    # Who serves the certificate, and reloads after a renewal.
+    units = ["postfix", *(["dovecot"] if mail.role(data) == "mail" else [])]
+    bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
+    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle,
+           "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
+    configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
+    return configs + [
+        ConfigFile(SCRIPT, render("tls/inhouse-cert.j2", data, **ctx), check="sh -n {path}", mode="755"),
+        ConfigFile("/etc/systemd/system/inhouse-cert.service", render("tls/inhouse-cert.service.j2", data)),
+        ConfigFile("/etc/systemd/system/inhouse-cert.timer", render("tls/inhouse-cert.timer.j2", data)),
+    ]
+
+
+@deploy("TLS certificate")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    changed = install_files(configs, state)
+    units = [p for p in changed if p.startswith("/etc/systemd/")]
+    if units:
+        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
+                     _if=lambda: any(changed[u].did_change() for u in units))
+    # Key and certificate before the services that serve them; the CA again while it has not signed.
+    if state["heads"].get(ISSUER, "").strip() != "acme" or SCRIPT in changed:
+        server.shell(name=f"Get a certificate for {data['fqdn']}", commands=[SCRIPT])
+    activate(UNITS, {}, state)
