@@ -41,7 +41,9 @@ pebble = [files.put(name=f"Install pebble's {f}", src=str(ROOT / f), dest=f"/etc
 pebble.append(files.put(name="Install pebble's config", dest="/etc/pebble/config.json", src=StringIO(json.dumps({
     "pebble": {"listenAddress": "[::]:14000", "managementListenAddress": "[::]:15000",
                "certificate": "/etc/pebble/pebble.pem", "privateKey": "/etc/pebble/pebble.key",
-               "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False}}))))
+               "httpPort": 80, "tlsPort": 443,
+               # Like a public CA, certificates name where to ask for revocation.
+               "ocspResponderURL": f"http://{host.data.ipv4}:4002", "externalAccountBindingRequired": False}}))))
 pebble.append(files.put(name="Install lab-pebble.service", dest="/etc/systemd/system/lab-pebble.service", src=StringIO(
     "[Unit]\nDescription=pebble, the lab's ACME CA\nAfter=network-online.target unbound.service\n"
     "[Service]\n"

@@ -11,7 +11,7 @@ Reads: bans_time, bans_find_time, bans_max_retry, operator_networks, ssh_port.
 from pyinfra.api import deploy
 
 from tasks import mail
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import FILES, ConfigFile, activate, install_files, render
 
 DEFAULTS = {
     # How long a ban lasts (fail2ban time syntax: 10m, 1h, 1d).
@@ -28,8 +28,11 @@ UNITS = {"fail2ban": "reload-or-restart"}
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data) if data["mail_enabled"] else "none"  # which mail logins to guard
-    return [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data, mail_role=role),
-                       check="fail2ban-client -t")]
+    check = "fail2ban-client -t"
+    filters = [ConfigFile("/etc/fail2ban/filter.d/dovecot.local", (FILES / "bans/dovecot.local").read_text(),
+                          check=check)] if role == "mail" else []
+    return filters + [ConfigFile("/etc/fail2ban/jail.d/inhouse.local",
+                                 render("bans/jail.local.j2", data, mail_role=role), check=check)]
 
 
 @deploy("Bans")

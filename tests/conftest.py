@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from tasks import zone
+from tasks import mail, zone
 from tasks.data import inventory_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,18 +134,23 @@ def attacker(inventory, site, on_server):
     on_server.run("fail2ban-client set sshd unbanip %s", host.ipv4)
 
 
+def write_ssh_config(path: Path, name: str, data: dict) -> Path:
+    """OpenSSH client config for testinfra: the admin, the key, one shared connection."""
+    lines = [f"Host {name}", f"HostName {data.get('ssh_hostname') or name}",
+             f"User {data['admin_user']}", f"Port {data['ssh_port']}", "BatchMode yes",
+             "ControlMaster auto", "ControlPath /tmp/inhouse-%C", "ControlPersist 60", "ServerAliveInterval 5"]
+    if data.get("ssh_key"):
+        lines += [f"IdentityFile {data['ssh_key']}", "IdentitiesOnly yes"]
+    if data.get("ssh_known_hosts_file"):
+        lines += [f"UserKnownHostsFile {data['ssh_known_hosts_file']}", "StrictHostKeyChecking yes"]
+    path.write_text("\n  ".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture(scope="session")
 def ssh_config(inventory, server, site) -> Path:
-    """OpenSSH client config for testinfra: the admin, the key, one shared connection."""
-    path = (LAB if inventory[1] else Path("/tmp")) / f"inhouse-ssh-config-{server.name}"
-    lines = [f"Host {server.name}", f"HostName {site.get('ssh_hostname') or server.name}",
-             f"User {site['admin_user']}", f"Port {site['ssh_port']}", "BatchMode yes",
-             "ControlMaster auto", "ControlPath /tmp/inhouse-%C", "ControlPersist 60", "ServerAliveInterval 5"]
-    if site.get("ssh_key"):
-        lines += [f"IdentityFile {site['ssh_key']}", "IdentitiesOnly yes"]
-    if site.get("ssh_known_hosts_file"):
-        lines += [f"UserKnownHostsFile {site['ssh_known_hosts_file']}", "StrictHostKeyChecking yes"]
-    path.write_text("\n  ".join(lines) + "\n")
+    path = write_ssh_config((LAB if inventory[1] else Path("/tmp")) / f"inhouse-ssh-config-{server.name}",
+                            server.name, site)
     yield path
     subprocess.run(["ssh", "-F", str(path), "-O", "exit", server.name], capture_output=True)
 
@@ -157,11 +162,29 @@ def on_server(server, ssh_config):
 
 
 @pytest.fixture(scope="session")
+def lab_host(inventory):
+    """testinfra host of another lab host by name (lab3 is the rest of the internet)."""
+    lab_only(inventory, "lab host")
+    opened = []
+
+    def get(name: str):
+        path = write_ssh_config(LAB / f"inhouse-ssh-config-{name}", name, inventory[0][name])
+        opened.append((path, name))
+        return testinfra.get_host(f"ssh://{name}", ssh_config=str(path), sudo=True)
+
+    yield get
+    for path, name in opened:
+        subprocess.run(["ssh", "-F", str(path), "-O", "exit", name], capture_output=True)
+
+
+@pytest.fixture(scope="session")
 def services(site) -> list[str]:
     """The daemons the deploy keeps running on the server, from its data."""
     daemons = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unbound"]
     if site["zone_enabled"] and zone.role(site) != "none":
         daemons += [u for u in zone.implementation(site).UNITS if not u.endswith(".timer")]
+    if site["mail_enabled"] and mail.role(site) != "none":
+        daemons += ["postfix"] + (["opendkim", "opendmarc", "dovecot"] if mail.role(site) == "mail" else [])
     return daemons
 
 

@@ -74,3 +74,35 @@ def test_loopback_is_never_banned(on_server):
     assert "127.0.0.1" not in banned(on_server)
     ignored = on_server.check_output("fail2ban-client get sshd ignoreip")
     assert "127.0.0.0/8" in ignored and "::1" in ignored
+
+
+def fail_mail_logins(source, server, times: int, port: int) -> None:
+    """Wrong passwords from `source`'s address: IMAPS (993) or SMTP AUTH after STARTTLS (587)."""
+    login = (f"s = imaplib.IMAP4_SSL('{server.ipv4}', 993, ssl_context=ctx); s.login('alice@inhouse.test', 'wrong')"
+             if port == 993 else
+             f"s = smtplib.SMTP('{server.ipv4}', 587, timeout=10); s.starttls(context=ctx); "
+             "s.login('alice@inhouse.test', 'wrong')")
+    code = ("import imaplib, smtplib, ssl\nctx = ssl._create_unverified_context()\n"
+            f"for _ in range({times}):\n    try:\n        {login}\n    except Exception:\n        pass\n")
+    source.run("python3", "-c", code, timeout=120)
+
+
+@pytest.fixture
+def mail_jails(on_server, attacker):
+    yield ["dovecot", "postfix-sasl"]
+    for jail in ("dovecot", "postfix-sasl"):
+        on_server.run("fail2ban-client set %s unbanip %s", jail, attacker.ipv4)
+        on_server.run("fail2ban-client reload --restart --unban %s", jail)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("jail, port", [("dovecot", 993), ("postfix-sasl", 587)])
+def test_repeated_failed_mail_logins_ban_the_host(on_server, server, attacker, mail_jails, jail, port):
+    on_server.check_output("fail2ban-client reload --restart --unban %s", jail)
+    assert attacker.tcp_open(server.ipv4, port), "the attacker must start unbanned"
+    fail_mail_logins(attacker, server, 6, port)
+    status = lambda: on_server.check_output("fail2ban-client status %s", jail)  # noqa: E731
+    assert wait_for(lambda: attacker.ipv4 in status().split("Banned IP list:")[1]), status()
+    assert not attacker.tcp_open(server.ipv4, port)
+    on_server.check_output("fail2ban-client set %s unbanip %s", jail, attacker.ipv4)
+    assert wait_for(lambda: attacker.tcp_open(server.ipv4, port)), "still blocked after unban"

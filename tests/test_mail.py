@@ -1,0 +1,277 @@
+"""Mail, observed as the rest of the internet and the users see it: mail from outside lands
+in the right Maildir and is read back over IMAPS; users' mail reaches the outside host over
+TLS, DKIM-signed, passing SPF and DMARC; nothing relays for strangers; logins only over
+TLS; certificates renew by themselves. lab3 plays the rest of the internet (outside.test,
+a stock postfix, and pebble, the ACME CA); this machine is a stranger on the lab network.
+"""
+
+import base64
+import email
+import email.policy
+import imaplib
+import json
+import smtplib
+import socket
+import ssl
+import time
+import urllib.request
+import uuid
+
+import dkim
+import dns.message
+import dns.query
+import dns.resolver
+import pytest
+import spf
+
+from tasks import mail
+
+pytestmark = pytest.mark.lab
+OUTSIDE_USER = "carol@outside.test"
+
+
+@pytest.fixture(scope="session")
+def mail_data(site, inventory) -> dict:
+    assert mail.role(site) == "mail", "the server under test must be the mail host"
+    return site
+
+
+@pytest.fixture(scope="session")
+def passwords(lab) -> dict[str, str]:
+    from tests.conftest import LAB
+
+    return json.loads((LAB / "mail-users.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def outside(lab_host):
+    return lab_host("lab3")
+
+
+@pytest.fixture(scope="session")
+def tls_context(site) -> ssl.SSLContext:
+    """Trusts what pebble (the lab's ACME CA) signs, as clients trust Let's Encrypt."""
+    lab_ca = ssl.create_default_context(cadata=site["tls_acme_ca_bundle"])
+    management = site["tls_acme_server"].replace(":14000/dir", ":15000/roots/0")
+    with urllib.request.urlopen(management, context=lab_ca, timeout=10) as r:
+        root = r.read().decode()
+    return ssl.create_default_context(cadata=root)
+
+
+class Endpoint:
+    """Connections to a name at an address of our choosing (lab names are not in this
+    machine's DNS); certificates are checked against the name."""
+
+    def __init__(self, name: str, address: str, context: ssl.SSLContext):
+        self.name, self.address, self.context = name, address, context
+
+    def smtp(self, port: int, tls: bool = True) -> smtplib.SMTP:
+        """A session on `port`: TLS at once on 465, STARTTLS first on the others (tls)."""
+        address = self.address
+
+        class Connection(smtplib.SMTP_SSL if port == 465 else smtplib.SMTP):
+            def _get_socket(self, host, port, timeout):
+                sock = socket.create_connection((address, port), timeout)
+                return self.context.wrap_socket(sock, server_hostname=host) if port == 465 else sock
+
+        kwargs = {"context": self.context} if port == 465 else {}
+        s = Connection(self.name, port, local_hostname="client.outside.test", timeout=20, **kwargs)
+        s.ehlo()
+        if tls and port != 465:
+            s.starttls(context=self.context)
+            s.ehlo()
+        return s
+
+    def imap(self) -> imaplib.IMAP4_SSL:
+        address = self.address
+
+        class Connection(imaplib.IMAP4_SSL):
+            def _create_socket(self, timeout):
+                sock = socket.create_connection((address, self.port), timeout)
+                return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+        return Connection(self.name, 993, ssl_context=self.context, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def mx(mail_data, server, tls_context) -> Endpoint:
+    return Endpoint(mail_data["fqdn"], server.ipv4, tls_context)
+
+
+def inbox(mx: Endpoint, user: str, password: str, token: str, count: int = 1,
+          timeout: float = 30) -> list[email.message.Message]:
+    """The messages in `user`'s INBOX whose subject has `token`, read over IMAPS, once
+    there are `count` of them (or time is up)."""
+    deadline = time.time() + timeout
+    while True:
+        with mx.imap() as imap:
+            imap.login(user, password)
+            imap.select("INBOX", readonly=True)
+            _, ids = imap.search(None, "SUBJECT", token)
+            found = [email.message_from_bytes(imap.fetch(i, "(RFC822)")[1][0][1], policy=email.policy.default)
+                     for i in ids[0].split()]
+        if len(found) >= count or time.time() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def outside_maildir(outside, token: str, timeout: float = 30) -> bytes:
+    """The message with `token` in carol@outside.test's Maildir, as delivered."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = outside.run("grep -l -r -- %s /home/carol/Maildir/new", token)
+        if r.rc == 0:
+            return outside.check_output("cat %s", r.stdout.split()[0]).encode() + b"\n"
+        time.sleep(0.5)
+    pytest.fail(f"no message {token} reached {OUTSIDE_USER}")
+
+
+def send_from_outside(outside, recipient: str, subject: str) -> None:
+    """Mail sent by outside.test's own MTA: MX lookup, DANE, SPF from its address, as on
+    the internet."""
+    message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n\nhello\n"
+    outside.check_output("echo %s | base64 -d | sendmail -f %s %s",
+                         base64.b64encode(message.encode()).decode(), OUTSIDE_USER, recipient)
+
+
+def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, passwords):
+    token = uuid.uuid4().hex[:12]
+    assert mail.admin(mail_data) == "alice@inhouse.test"
+    # Each address, and the user whose INBOX it must reach.
+    expect = {"alice@inhouse.test": ["alice@inhouse.test"], "bob@second.test": ["bob@second.test"],
+              "info@inhouse.test": ["alice@inhouse.test"],
+              "team@second.test": ["alice@inhouse.test", "bob@second.test"],
+              "postmaster@second.test": ["alice@inhouse.test"], "abuse@inhouse.test": ["alice@inhouse.test"],
+              "hostmaster@inhouse.test": ["alice@inhouse.test"], "root@second.test": ["alice@inhouse.test"]}
+    for address in expect:
+        send_from_outside(outside, address, f"{token} for {address}")
+    for user in passwords:
+        got = {m["Subject"].split(" for ")[1]: m for m in inbox(mx, user, passwords[user], token, count=sum(
+            user in users for users in expect.values()))}
+        assert set(got) == {a for a, users in expect.items() if user in users}, user
+        for m in got.values():
+            results = " ".join(str(h) for h in m.get_all("Authentication-Results", []))
+            assert f"{mail_data['fqdn']}; spf=pass" in results and "dmarc=" in results and "dkim=" in results
+            assert any("with ESMTPS" in str(r) for r in m.get_all("Received"))  # came in over TLS
+
+
+def test_unknown_recipient_and_spf_failure_are_refused_at_rcpt(mx):
+    with mx.smtp(25) as s:
+        s.mail("")  # a bounce: no SPF of a sender domain in the way
+        code, reply = s.rcpt("nobody@inhouse.test")
+        assert code == 550 and b"User unknown" in reply, reply
+        assert s.rcpt("alice@inhouse.test")[0] == 250
+        # Mail from outside.test, but not from its address: SPF fails, refused (strict).
+        s.rset()
+        s.mail(OUTSIDE_USER)
+        code, reply = s.rcpt("alice@inhouse.test")
+        assert code == 550 and b"SPF" in reply, reply
+
+
+def lab_resolver(address: str) -> dns.resolver.Resolver:
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers = [address]
+    return r
+
+
+@pytest.mark.parametrize("port", [587, 465])
+def test_submitted_mail_reaches_outside_signed_and_passes_spf_and_dmarc(port, mx, outside, mail_data, passwords,
+                                                                          server):
+    token = f"out{port}-{uuid.uuid4().hex[:12]}"
+    sender = "alice@inhouse.test"
+    with mx.smtp(port) as s:
+        s.login(sender, passwords[sender])
+        s.sendmail(sender, [OUTSIDE_USER], f"From: {sender}\r\nTo: {OUTSIDE_USER}\r\nSubject: {token}\r\n\r\nhi\r\n")
+    raw = outside_maildir(outside, token)
+    message = email.message_from_bytes(raw)
+    # Received over TLS by outside.test, from the mail host itself.
+    received = message.get_all("Received")[0]
+    assert "using TLS" in received and mail_data["fqdn"] in received, received
+    client_ip = received.split("[")[1].split("]")[0].removeprefix("IPv6:")
+    # DKIM: the signature verifies against the key published in the zone.
+    resolver = lab_resolver(server.ipv4)
+
+    def txt(name, timeout=5):
+        answer = dns.query.udp(dns.message.make_query(name.decode(), "TXT"), server.ipv4, timeout=timeout)
+        return b"".join(s for rrset in answer.answer for r in rrset for s in r.strings)
+
+    assert dkim.verify(raw, dnsfunc=txt), "DKIM signature does not verify"
+    assert "d=inhouse.test;" in message["DKIM-Signature"]
+    # SPF of the envelope sender's domain passes for the address the mail came from...
+    dns.resolver.default_resolver = resolver
+    result, _ = spf.check2(i=client_ip, s=sender, h=mail_data["fqdn"])
+    assert result == "pass", (client_ip, result)
+    # ...and DMARC passes: SPF and DKIM both pass and align with the From domain.
+    (dmarc,) = [b"".join(r.strings).decode() for r in resolver.resolve("_dmarc.inhouse.test", "TXT")]
+    assert dmarc.startswith("v=DMARC1") and message["From"].split("@")[1] == "inhouse.test"
+
+
+# Relay attempts from a stranger: (MAIL FROM, RCPT TO). Each must be refused.
+RELAY_ATTEMPTS = [
+    ("someone@outside.test", "carol@outside.test"),  # plain
+    ("someone@outside.test", "carol%outside.test@inhouse.test"),  # percent hack
+    ("someone@outside.test", "outside.test!carol@inhouse.test"),  # bang path
+    ("someone@outside.test", "outside.test!carol"),  # bare bang path
+    ("someone@outside.test", '"carol@outside.test"@inhouse.test'),  # quoted local part
+    ("someone@outside.test", "@inhouse.test:carol@outside.test"),  # source route
+    ("", "carol@outside.test"),  # null sender
+    ("alice@inhouse.test", "carol@outside.test"),  # forged local sender
+    ("postmaster@mx.inhouse.test", "carol@outside.test"),  # forged host sender
+    ("someone@outside.test", "carol@[10.77.0.13]"),  # address literal
+    ("someone@outside.test", "carol@outside.test@inhouse.test"),  # double at
+    ("someone@outside.test", "carol%outside.test@[10.77.0.11]"),  # percent hack to our literal
+    ("someone@outside.test", "CAROL@OUTSIDE.TEST"),  # case games
+    ("someone@outside.test", "carol@outside.test."),  # trailing dot
+    ("someone@outside.test", "carol@localhost"),  # local delivery by name
+    ("someone@outside.test", "root@[127.0.0.1]"),  # loopback literal
+]
+
+
+@pytest.mark.parametrize("host", ["mail", "relay"])
+def test_no_open_relay(host, mx, mail_data):
+    target = mail_data["zone_hosts"][host][0]
+    endpoint = Endpoint(target["fqdn"], target["ipv4"], mx.context)
+    accepted = []
+    for sender, recipient in RELAY_ATTEMPTS:
+        with endpoint.smtp(25, tls=False) as s:
+            s.ehlo_or_helo_if_needed()
+            code, _ = s.docmd(f"MAIL FROM:<{sender}>")
+            if code == 250:
+                code, reply = s.docmd(f"RCPT TO:<{recipient}>")
+                if code < 400:
+                    accepted.append((sender, recipient, code, reply))
+    assert not accepted, accepted
+    # AUTH over plaintext is not even offered, on 25 or (before STARTTLS) on 587.
+    with endpoint.smtp(25, tls=False) as s:
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH PLAIN AGFsaWNlAHg=")[0] >= 500
+
+
+def test_submission_needs_a_login_and_tls(mx):
+    with mx.smtp(587, tls=False) as s:
+        assert s.has_extn("starttls") and not s.has_extn("auth"), "AUTH offered before STARTTLS"
+        assert s.docmd("MAIL FROM:<alice@inhouse.test>")[0] >= 500  # TLS first
+    for port in (587, 465):
+        with mx.smtp(port) as s:
+            assert s.has_extn("auth")
+            s.mail("alice@inhouse.test")
+            assert s.rcpt(OUTSIDE_USER)[0] >= 500, "relayed without a login"
+
+
+def test_wrong_password_is_refused(mx, passwords):
+    user = "alice@inhouse.test"
+    with mx.smtp(587) as s, pytest.raises(smtplib.SMTPAuthenticationError):
+        s.login(user, passwords[user] + "x")
+    with mx.imap() as imap, pytest.raises(imaplib.IMAP4.error):
+        imap.login(user, passwords[user] + "x")
+
+
+def test_users_send_only_as_their_own_addresses(mx, passwords):
+    user = "bob@second.test"
+    with mx.smtp(587) as s:
+        s.login(user, passwords[user])
+        s.mail("alice@inhouse.test")  # not bob's
+        assert s.rcpt(OUTSIDE_USER)[0] >= 500
+        s.rset()
+        s.mail("team@second.test")  # an alias that delivers to bob: his to use
+        assert s.rcpt(OUTSIDE_USER)[0] == 250
