@@ -36,6 +36,12 @@ def addresses(data: dict, group: str) -> list[str]:
     return [a for h in data["zone_hosts"].get(group, []) for a in (h["ipv4"], h["ipv6"]) if a]
 
 
+def postfix_network(net: str) -> str:
+    """An address or network as postfix writes it: IPv6 in brackets ([2001:db8::]/32)."""
+    address, slash, length = net.partition("/")
+    return f"[{address}]{slash}{length}" if ":" in address else net
+
+
 def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
     """The lookup tables, by file name: lists of (key, value)."""
     admin = mail.admin(data)
@@ -54,7 +60,8 @@ def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
-    networks = data["mail_relay_networks"] + (addresses(data, "mail") if role == "relay" else [])
+    networks = [postfix_network(n) for n in
+                data["mail_relay_networks"] + (addresses(data, "mail") if role == "relay" else [])]
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS}

@@ -15,9 +15,15 @@ Tests marked `lab` (bans, reboot, deploys, fault injection) need the lab's spare
 Lab tests need a deployed lab (lab/test does it all); without one they fail, never skip.
 """
 
+import imaplib
+import json
 import re
 import runpy
+import smtplib
+import socket
+import ssl
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +40,11 @@ LAB = REPO / ".lab"
 def pytest_addoption(parser):
     parser.addoption("--inventory", default=str(LAB / "inventory.py"), help="pyinfra inventory")
     parser.addoption("--target", default=None, help="host under test (default: the first)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """test_logs.py looks at what every other test left in the logs: it runs last."""
+    items.sort(key=lambda item: item.module.__name__.endswith("test_logs"))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -208,3 +219,69 @@ def deploy(lab):
         return r, results.count("Success"), results.count("Error")
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mail_data(site, inventory) -> dict:
+    assert mail.role(site) == "mail", "the server under test must be the mail host"
+    return site
+
+
+@pytest.fixture(scope="session")
+def passwords(lab) -> dict[str, str]:
+    return json.loads((LAB / "mail-users.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def outside(lab_host):
+    return lab_host("lab3")
+
+
+@pytest.fixture(scope="session")
+def tls_context(site) -> ssl.SSLContext:
+    """Trusts what pebble (the lab's ACME CA) signs, as clients trust Let's Encrypt."""
+    lab_ca = ssl.create_default_context(cadata=site["tls_acme_ca_bundle"])
+    management = site["tls_acme_server"].replace(":14000/dir", ":15000/roots/0")
+    with urllib.request.urlopen(management, context=lab_ca, timeout=10) as r:
+        root = r.read().decode()
+    return ssl.create_default_context(cadata=root)
+
+
+class Endpoint:
+    """Connections to a name at an address of our choosing (lab names are not in this
+    machine's DNS); certificates are checked against the name."""
+
+    def __init__(self, name: str, address: str, context: ssl.SSLContext):
+        self.name, self.address, self.context = name, address, context
+
+    def smtp(self, port: int, tls: bool = True) -> smtplib.SMTP:
+        """A session on `port`: TLS at once on 465, STARTTLS first on the others (tls)."""
+        address = self.address
+
+        class Connection(smtplib.SMTP_SSL if port == 465 else smtplib.SMTP):
+            def _get_socket(self, host, port, timeout):
+                sock = socket.create_connection((address, port), timeout)
+                return self.context.wrap_socket(sock, server_hostname=host) if port == 465 else sock
+
+        kwargs = {"context": self.context} if port == 465 else {}
+        s = Connection(self.name, port, local_hostname="client.outside.test", timeout=20, **kwargs)
+        s.ehlo()
+        if tls and port != 465:
+            s.starttls(context=self.context)
+            s.ehlo()
+        return s
+
+    def imap(self) -> imaplib.IMAP4_SSL:
+        address = self.address
+
+        class Connection(imaplib.IMAP4_SSL):
+            def _create_socket(self, timeout):
+                sock = socket.create_connection((address, self.port), timeout)
+                return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+        return Connection(self.name, 993, ssl_context=self.context, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def mx(mail_data, server, tls_context) -> Endpoint:
+    return Endpoint(mail_data["fqdn"], server.ipv4, tls_context)

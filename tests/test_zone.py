@@ -32,18 +32,22 @@ def delv_anchor(on_server, site) -> str:
     return "/tmp/inhouse-anchor.conf"
 
 
-def names_to_check(data: dict, z: str) -> list[tuple[str, str]]:
+def names_to_check(data: dict, z: str, selector: str) -> list[tuple[str, str]]:
     primary, mx = data["domain"], zone.servers(data, "mail")[0]["fqdn"]
     out = [(z, "MX"), (z, "TXT"), (f"_dmarc.{z}", "TXT"), (f"_smtp._tls.{z}", "TXT"), (f"_mta-sts.{z}", "TXT"),
-           (z, "CAA"), (f"_submission._tcp.{z}", "SRV"), (f"autoconfig.{z}", "CNAME"), (z, "SOA"), (z, "NS")]
+           (z, "CAA"), (f"_submission._tcp.{z}", "SRV"), (f"autoconfig.{z}", "CNAME"), (z, "SOA"), (z, "NS"),
+           (f"{selector}._domainkey.{z}", "TXT")]
     if z == primary:
         out += [(mx, "A"), (mx, "AAAA"), (f"ns1.{primary}", "A"), (f"ns2.{primary}", "AAAA")]
+        # DANE: the TLSA of every MX host (the mail host and the relay).
+        out += [(f"_25._tcp.{h['fqdn']}", "TLSA") for g in ("mail", "relay") for h in zone.servers(data, g)]
     return out
 
 
 def test_every_mail_record_is_fully_validated_from_the_lab_root(on_server, zone_data, delv_anchor):
+    selector = on_server.check_output("head -n 1 /etc/inhouse/dkim/current")  # the host made it
     for z in zone.zones(zone_data):
-        for name, rtype in names_to_check(zone_data, z):
+        for name, rtype in names_to_check(zone_data, z, selector):
             out = on_server.run("delv -a %s @127.0.0.1 %s %s", delv_anchor, name, rtype)
             assert "; fully validated" in out.stdout, (name, rtype, out.stdout, out.stderr)
             answer = on_server.check_output("dig +noall +comments %s %s", name, rtype)

@@ -19,6 +19,7 @@ def data(host="mx.example.org", **changes) -> dict:
     base = DEFAULTS | read_group_data("all") | {
         "domain": "example.org", "extra_domains": ["example.net"], "admin_user": "alice",
         "admin_ssh_keys": [KEY], "ipv4": "203.0.113.10", "ipv6": "2001:db8::10", "secrets_dir": "/nonexistent",
+        "mail_enabled": False,  # zones only: tests/test_mail_data.py has the mail data
     }
     return with_roles(host, base | changes, GROUPS)
 

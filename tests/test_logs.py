@@ -1,0 +1,19 @@
+"""After everything else (conftest runs this file last): the mail services logged no error."""
+
+import re
+
+import pytest
+
+# Lines that say something broke; failed logins and refused relays are warnings, not these.
+PROBLEM = re.compile(r"\b(error|fatal|panic)\b|permission denied|configuration error", re.I)
+
+
+@pytest.mark.lab
+def test_mail_logs_have_no_errors(on_server, services):
+    units = [u for u in services if u in ("postfix", "dovecot", "opendkim", "opendmarc")]
+    assert units, "no mail services on the server"
+    flags = " ".join(f"-u {'postfix@-' if u == 'postfix' else u}" for u in units)  # unit names, no quoting
+    log = on_server.check_output(f"journalctl -b --no-pager -o cat {flags}")
+    assert log, "nothing logged at all"
+    problems = [line for line in log.splitlines() if PROBLEM.search(line)]
+    assert not problems, "\n".join(problems[:20])

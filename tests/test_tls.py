@@ -1,0 +1,99 @@
+"""TLS of the mail services, as clients and scanners see it: Mozilla "intermediate" on 465,
+587 and 993 (testssl: TLS 1.2 and 1.3 only, no HIGH or CRITICAL finding), the full chain
+from the ACME CA, a TLSA record that names the served key, and renewals that every service
+serves without a manual step."""
+
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+import time
+
+import dns.message
+import dns.query
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.conftest import Endpoint
+
+PORTS = {465: None, 587: "smtp", 993: None}
+
+
+def run_testssl(tmp_path, mx: Endpoint, root: str, port: int, starttls: str | None) -> subprocess.Popen:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(root)
+    args = ["testssl", "--quiet", "--nodns", "min", "--warnings", "off", "--color", "0", "--add-ca", str(ca),
+            "--ip", mx.address, "-oJ", str(tmp_path / f"{port}.json")]
+    args += ["-t", starttls] if starttls else []
+    return subprocess.Popen([*args, f"{mx.name}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def findings(report) -> list[dict]:
+    if isinstance(report, dict):
+        return ([report] if "severity" in report else []) + [f for v in report.values() for f in findings(v)]
+    return [f for v in report for f in findings(v)] if isinstance(report, list) else []
+
+
+@pytest.fixture(scope="session")
+def pebble_root(tls_context) -> str:
+    return "".join(ssl.DER_cert_to_PEM_cert(c) for c in tls_context.get_ca_certs(binary_form=True))
+
+
+def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, pebble_root, tmp_path):
+    scans = {port: run_testssl(tmp_path, mx, pebble_root, port, starttls) for port, starttls in PORTS.items()}
+    for port, scan in scans.items():
+        scan.wait(timeout=600)
+        found = findings(json.loads((tmp_path / f"{port}.json").read_text()))
+        by_id = {f["id"]: f for f in found}
+        for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+            assert by_id[old]["finding"] == "not offered", (port, by_id[old])
+        assert "offered" in by_id["TLS1_2"]["finding"] and "offered" in by_id["TLS1_3"]["finding"], port
+        assert by_id["cert_chain_of_trust"]["severity"] == "OK", (port, by_id["cert_chain_of_trust"])
+        bad = [(f["id"], f["severity"], f["finding"]) for f in found if f["severity"] in ("HIGH", "CRITICAL")]
+        assert not bad, (port, bad)
+
+
+def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
+    """The leaf a client gets on `port`, verified against the CA (STARTTLS on 25 and 587)."""
+    if port in (25, 587):
+        with mx.smtp(port) as s:
+            der = s.sock.getpeercert(binary_form=True)
+    else:
+        with socket.create_connection((mx.address, port), timeout=10) as sock, \
+                mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der)
+
+
+def spki_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def tlsa(server, name: str) -> set[str]:
+    answer = dns.query.udp(dns.message.make_query(f"_25._tcp.{name}", "TLSA"), server.ipv4, timeout=5)
+    return {r.to_text().split()[-1].lower() for rrset in answer.answer for r in rrset if r.rdtype == 52}
+
+
+def test_the_tlsa_record_names_the_served_key(mx, server):
+    cert = served_certificate(mx, 25)
+    assert tlsa(server, mx.name) == {spki_sha256(cert)}
+
+
+@pytest.mark.lab
+def test_a_forced_renewal_is_served_everywhere_without_a_manual_step(mx, on_server, server):
+    ports = (25, 465, 587, 993)
+    before = {p: served_certificate(mx, p) for p in ports}
+    assert len({c.serial_number for c in before.values()}) == 1
+    on_server.check_output("/usr/local/sbin/inhouse-cert --force")
+    deadline = time.time() + 30
+    while True:
+        after = {p: served_certificate(mx, p) for p in ports}
+        if all(after[p].serial_number != before[p].serial_number for p in ports) or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert all(after[p].serial_number != before[p].serial_number for p in ports), "an old certificate is served"
+    # The key stays, so DANE senders keep trusting the server through the renewal.
+    assert {spki_sha256(c) for c in after.values()} == tlsa(server, mx.name)
