@@ -23,7 +23,7 @@ def store(secrets: Path, address: str, password: str) -> None:
     path = secrets / PASSWORDS
     lines = [line for line in (path.read_text().splitlines() if path.exists() else [])
              if line.split(None, 1)[0] != address]
-    lines.append(f"{address} {{SHA512-CRYPT}}{sha512_crypt.hash(password, rounds=100000)}")
+    lines.append(f"{address} {{SHA512-CRYPT}}{sha512_crypt.using(rounds=100000).hash(password)}")
     secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text("\n".join(sorted(lines)) + "\n")

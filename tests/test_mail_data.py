@@ -1,0 +1,125 @@
+"""Fast tier (no lab): mail data. Aliases and sender rights say what the data says, bad
+mail data is named before anything connects, passwords are stored only as hashes, and the
+MTA and IMAP configs fit each Debian release."""
+
+import stat
+
+import pytest
+from passlib.hash import sha512_crypt
+
+from tasks import dkim, imap, mail, mta_postfix
+from tasks.data import DEFAULTS, problems, read_group_data, with_roles
+from tasks.password import store
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
+GROUPS = {
+    "mail": [("mx.example.org", {"ipv4": "203.0.113.10", "ipv6": "2001:db8::10"})],
+    "relay": [("vps.example.org", {"ipv4": "198.51.100.20", "ipv6": "2001:db8::20"})],
+}
+SYSTEM13 = {"debian": 13, "container": "none", "heads": {}}
+
+
+@pytest.fixture
+def data(tmp_path):
+    for user in ("alice@example.org", "bob@example.net"):
+        store(tmp_path, user, "correct horse battery")
+
+    def make(host="mx.example.org", **changes) -> dict:
+        base = DEFAULTS | read_group_data("all") | {
+            "domain": "example.org", "extra_domains": ["example.net"], "admin_user": "ops", "admin_ssh_keys": [KEY],
+            "ipv4": "203.0.113.10", "ipv6": "2001:db8::10", "secrets_dir": str(tmp_path),
+            "mail_users": ["alice@example.org", "bob@example.net"],
+            "mail_aliases": {"info@example.org": ["alice@example.org"],
+                             "team@example.net": ["alice@example.org", "bob@example.net", "carol@elsewhere.test"]},
+        }
+        return with_roles(host, base | changes, GROUPS)
+
+    return make
+
+
+def test_role_addresses_reach_the_admin_and_data_aliases_win(data):
+    aliases = mail.aliases(data())
+    for domain in ("example.org", "example.net"):
+        for role in ("postmaster", "abuse", "hostmaster", "root"):
+            assert aliases[f"{role}@{domain}"] == ["alice@example.org"]
+    own = mail.aliases(data(mail_aliases={"abuse@example.net": ["bob@example.net"]}))
+    assert own["abuse@example.net"] == ["bob@example.net"]
+
+
+def test_users_may_send_as_themselves_and_aliases_that_reach_them(data):
+    senders = mail.senders(data())
+    assert senders["alice@example.org"] == ["alice@example.org"]
+    assert senders["team@example.net"] == ["alice@example.org", "bob@example.net"]
+    assert senders["info@example.org"] == ["alice@example.org"]
+    assert "bob@example.net" not in senders["info@example.org"]
+
+
+def test_report_mailboxes_exist_without_a_login(data):
+    d = data()
+    assert {"dmarc-reports@example.org", "tls-reports@example.org"} <= set(mail.mailboxes(d))
+    passwd = imap.files(d, SYSTEM13)[0].content
+    assert "alice@example.org:{SHA512-CRYPT}$6$" in passwd and "reports" not in passwd
+
+
+def test_good_mail_data_has_no_problem(data):
+    assert problems("mx.example.org", data()) == []
+    assert problems("vps.example.org", data("vps.example.org")) == []
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"mail_users": ["alice@example.com"]}, "mail_users[0]: 'alice@example.com' is not in one of your domains"),
+    ({"mail_users": ["alice"]}, "mail_users[0]: 'alice' is not an address"),
+    ({"mail_users": ["carol@example.org"]}, "mail_users[0]: carol@example.org has no password hash in"),
+    ({"mail_users": ["carol@example.org"]}, "python -m tasks.password carol@example.org"),
+    ({"mail_admin": "carol@example.org"}, "mail_admin: 'carol@example.org' is not one of mail_users"),
+    ({"mail_aliases": {"alice@example.org": ["bob@example.net"]}}, "mail_aliases['alice@example.org']: is a mailbox"),
+    ({"mail_aliases": {"x@example.org": "bob@example.net"}}, "mail_aliases['x@example.org']: must be a list"),
+    ({"mail_aliases": {"x@example.com": ["bob@example.net"]}}, "mail_aliases['x@example.com']: not an address in"),
+    ({"mail_relay_networks": ["10.0.0.0/33"]}, "mail_relay_networks[0]: '10.0.0.0/33' is not an IP"),
+    ({"mta": "sendmail"}, "mta: 'sendmail' is not"),
+    ({"mail_max_size": "big"}, "mail_max_size: 'big' is not a size"),
+])
+def test_bad_mail_data_is_named(data, changes, says):
+    found = problems("mx.example.org", data(**changes))
+    assert any(says in p for p in found), found
+
+
+def test_passwords_are_stored_as_hashes_only(tmp_path):
+    store(tmp_path, "alice@example.org", "first password!")
+    store(tmp_path, "bob@example.org", "second password")
+    store(tmp_path, "alice@example.org", "third password!")  # replaces alice's, keeps bob's
+    path = tmp_path / mail.PASSWORDS
+    text = path.read_text()
+    assert "password" not in text and stat.S_IMODE(path.stat().st_mode) == 0o600
+    hashes = dict(line.split(" ", 1) for line in text.splitlines())
+    assert sha512_crypt.verify("third password!", hashes["alice@example.org"].removeprefix("{SHA512-CRYPT}"))
+    assert set(hashes) == {"alice@example.org", "bob@example.org"}
+
+
+def test_mta_of_mail_host_and_relay(data):
+    main = {c.path: c.content for c in mta_postfix.files(data(), SYSTEM13)}["/etc/postfix/main.cf"]
+    assert "virtual_mailbox_domains = example.org example.net" in main and "relay_domains" not in main
+    assert "smtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893" in main
+    relay = {c.path: c.content for c in mta_postfix.files(data("vps.example.org"), SYSTEM13)}
+    assert "relay_domains = example.org example.net" in relay["/etc/postfix/main.cf"]
+    # The mail host may send through the relay; IPv6 in postfix's brackets.
+    assert "mynetworks = 127.0.0.0/8 [::1]/128 203.0.113.10 [2001:db8::10]" in relay["/etc/postfix/main.cf"]
+    assert "submission" not in relay["/etc/postfix/master.cf"]
+    recipients = relay["/etc/postfix/inhouse/recipients"]
+    assert "info@example.org OK" in recipients and "postmaster@example.net OK" in recipients
+
+
+@pytest.mark.parametrize(("debian", "has", "lacks"), [
+    (13, ["dovecot_config_version = 2.4.0", "passwd_file_path = ", "mail_driver = maildir"], ["mail_location"]),
+    (12, ["mail_location = maildir:~/Maildir", "args = /etc/dovecot/inhouse/passwd"], ["dovecot_config_version"]),
+])
+def test_dovecot_config_fits_the_release(data, debian, has, lacks):
+    conf = imap.files(data(), SYSTEM13 | {"debian": debian})[-1].content
+    assert all(h in conf for h in has) and not any(x in conf for x in lacks)
+
+
+def test_dkim_selector_is_dated_once_then_kept(data):
+    assert dkim.selector(data(), SYSTEM13).isdigit()
+    kept = SYSTEM13 | {"heads": {dkim.CURRENT: "202001\nMIIB..."}}
+    assert dkim.selector(data(), kept) == "202001"
+    assert dkim.selector(data(dkim_selector="s2"), kept) == "s2"
