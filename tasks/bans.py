@@ -29,10 +29,11 @@ UNITS = {"fail2ban": "reload-or-restart"}
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data) if data["mail_enabled"] else "none"  # which mail logins to guard
     check = "fail2ban-client -t"
-    filters = [ConfigFile("/etc/fail2ban/filter.d/dovecot.local", (FILES / "bans/dovecot.local").read_text(),
-                          check=check)] if role == "mail" else []
-    return filters + [ConfigFile("/etc/fail2ban/jail.d/inhouse.local",
-                                 render("bans/jail.local.j2", data, mail_role=role), check=check)]
+    # The jails first: Debian 12's stock jails fail the check until they read the journal.
+    jails = [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data, mail_role=role),
+                        check=check)]
+    return jails + ([ConfigFile("/etc/fail2ban/filter.d/dovecot.local", (FILES / "bans/dovecot.local").read_text(),
+                                check=check)] if role == "mail" else [])
 
 
 @deploy("Bans")

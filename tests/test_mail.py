@@ -212,7 +212,8 @@ def test_the_backup_mx_passes_mail_on(inventory, mx, mail_data, passwords):
     relay = mail_data["zone_hosts"]["relay"][0]
     code = ("import smtplib\n"
             f"with smtplib.SMTP('{relay['ipv4']}', 25, local_hostname='mail.outside.test', timeout=20) as s:\n"
-            f"    s.sendmail('{OUTSIDE_USER}', ['alice@inhouse.test'], 'Subject: {token}\\r\\n\\r\\nhi\\r\\n')\n")
+            f"    s.sendmail('{OUTSIDE_USER}', ['alice@inhouse.test'], 'From: {OUTSIDE_USER}\\r\\nSubject: {token}"
+            "\\r\\n\\r\\nhi\\r\\n')\n")
     sent = vantage(inventory, "lab3").run("python3", "-c", code)  # from outside.test's address: SPF passes
     assert sent.returncode == 0, sent.stderr
     (message,) = inbox(mx, "alice@inhouse.test", passwords["alice@inhouse.test"], token)
