@@ -7,9 +7,9 @@ import pytest
 # Lines that say something broke; failed logins and refused relays are warnings, not these.
 PROBLEM = re.compile(r"\b(error|fatal|panic)\b|permission denied|configuration error", re.I)
 # Handshakes that clients break on purpose (TLS scanners trying old protocols and suites):
-# per-session failures, logged by dovecot as SSL_accept and by postfix as "TLS library
+# per-session failures, logged by dovecot as SSL_accept or SSL_read and by postfix as "TLS library
 # problem". A server whose TLS is broken for everyone fails the TLS tests instead.
-CLIENT_FAULT = re.compile(r"SSL_accept|TLS handshak|TLS library problem")
+CLIENT_FAULT = re.compile(r"SSL_(accept|read|write)|TLS handshak|TLS library problem")
 
 
 @pytest.mark.lab
