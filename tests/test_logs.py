@@ -16,7 +16,8 @@ CLIENT_FAULT = re.compile(r"SSL_(accept|read|write)|TLS handshak|TLS library pro
 def test_mail_logs_have_no_errors(on_server, services):
     units = [u for u in services if u in ("postfix", "dovecot", "opendkim", "opendmarc")]
     assert units, "no mail services on the server"
-    flags = " ".join(f"-u {'postfix@-' if u == 'postfix' else u}" for u in units)  # unit names, no quoting
+    # Debian 13 runs postfix as postfix.service, Debian 12 as postfix@-.service.
+    flags = " ".join(f"-u {'postfix -u postfix@-' if u == 'postfix' else u}" for u in units)  # names, no quoting
     log = on_server.check_output(f"journalctl -b --no-pager -o cat {flags}")
     assert log, "nothing logged at all"
     problems = [line for line in log.splitlines() if PROBLEM.search(line) and not CLIENT_FAULT.search(line)]

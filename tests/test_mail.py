@@ -105,7 +105,7 @@ def lab_resolver(address: str) -> dns.resolver.Resolver:
 
 @pytest.mark.parametrize("port", [587, 465])
 def test_submitted_mail_reaches_outside_signed_and_passes_spf_and_dmarc(port, mx, outside, mail_data, passwords,
-                                                                          server):
+                                                                          server, on_server):
     token = f"out{port}-{uuid.uuid4().hex[:12]}"
     sender = "alice@inhouse.test"
     with mx.smtp(port) as s:
@@ -116,6 +116,9 @@ def test_submitted_mail_reaches_outside_signed_and_passes_spf_and_dmarc(port, mx
     # Received over TLS by outside.test, from the mail host itself.
     received = message.get_all("Received")[0]
     assert "using TLS" in received and mail_data["fqdn"] in received, received
+    # outside.test publishes TLSA: the mail host checked its certificate by DANE.
+    assert on_server.run("journalctl -u postfix -u postfix@- --since -5min | grep -q 'Verified TLS connection "
+                         "established to mail.outside.test'").rc == 0
     client_ip = received.split("[")[1].split("]")[0].removeprefix("IPv6:")
     # DKIM: the signature verifies against the key published in the zone.
     resolver = lab_resolver(server.ipv4)
@@ -218,3 +221,20 @@ def test_the_backup_mx_passes_mail_on(inventory, mx, mail_data, passwords):
     assert sent.returncode == 0, sent.stderr
     (message,) = inbox(mx, "alice@inhouse.test", passwords["alice@inhouse.test"], token)
     assert any(f"by {relay['fqdn']}" in str(r) for r in message.get_all("Received"))
+
+
+def test_hosts_listed_in_data_may_relay_and_others_not(deploy, server, observer, mx):
+    """Seed 001's "machines to relay mail for": the observer may send without a login once
+    listed in mail_relay_networks; the same attempt before that is refused."""
+    code = ("import smtplib\n"
+            f"s = smtplib.SMTP('{server.ipv4}', 25, local_hostname='printer.inhouse.test', timeout=20)\n"
+            "s.ehlo()\ns.mail('')\n"
+            f"print(s.rcpt('{OUTSIDE_USER}')[0])\n")
+    assert observer.run("python3", "-c", code).stdout.strip() == "554"
+    try:
+        result, _, failed = deploy("--limit", server.name, "--data", f'mail_relay_networks=["{observer.ipv4}/32"]')
+        assert result.returncode == 0 and not failed, result.stderr[-3000:]
+        assert observer.run("python3", "-c", code).stdout.strip() == "250"
+    finally:
+        result, _, _ = deploy("--limit", server.name)
+    assert result.returncode == 0
