@@ -115,8 +115,8 @@ def throughput(outside: str, target: str, recipient: str, count: int, delivered:
     """smtp-source on the outside host sends `count` messages of 4 kB over 10 sessions;
     returns (accepted, delivered) messages per second, `delivered` counting on the mail host."""
     start = time.monotonic()
-    lab_ssh(outside, "ops", f"smtp-source -s 10 -l 4096 -m {count} -M mail.outside.test -f carol@outside.test "
-                            f"-t {recipient} {target}")
+    lab_ssh(outside, "ops", f"/usr/sbin/smtp-source -s 10 -l 4096 -m {count} -M mail.outside.test "
+                            f"-f carol@outside.test -t {recipient} {target}")
     accepted = time.monotonic() - start
     while int(lab_ssh(target.split(":")[0], "ops", f"sudo sh -c '{delivered}'").stdout.strip() or 0) < count:
         if time.monotonic() - start > 600:
@@ -137,7 +137,8 @@ def mail_throughput(hosts: dict, count: int = 500) -> None:
                       "ls /var/mail/vhosts/inhouse.test/alice/Maildir/new | wc -l")
     stock = ("id bench >/dev/null 2>&1 || useradd -m bench; postmulti -e init; "
              "postmulti -I postfix-stock -e create; postmulti -i postfix-stock -e enable; "
-             "postmulti -i postfix-stock -x postconf -e inet_interfaces=all mydestination=bench.test "
+             "postmulti -i postfix-stock -x postconf -e inet_interfaces=all master_service_disable= "
+             "mydestination=bench.test "
              "'smtpd_milters=' 'non_smtpd_milters=' 'smtpd_recipient_restrictions=' alias_maps= "
              "'local_recipient_maps=proxy:unix:passwd.byname' "
              "&& postmulti -i postfix-stock -x postconf -MX smtp/inet "
@@ -146,7 +147,7 @@ def mail_throughput(hosts: dict, count: int = 500) -> None:
     lab_ssh(mx, "ops", f'sudo sh -c "{stock}"')
     try:
         base = throughput(outside, f"{mx}:2525", "bench@bench.test", count,
-                          "grep -c ^From /var/mail/bench || true")
+                          'grep -c "^From " /var/mail/bench || true')
     finally:
         lab_ssh(mx, "ops", "sudo sh -c 'postmulti -i postfix-stock -p stop; iptables -D INPUT -p tcp --dport 2525 "
                            "-j ACCEPT'")
