@@ -21,6 +21,7 @@ from tasks import (
     firewall,
     imap,
     mail,
+    mta_exim,
     mta_postfix,
     resolver,
     ssh,
@@ -48,9 +49,9 @@ components = [admin, ssh] + [
         (zone.implementation(data), data["zone_enabled"] and zone.role(data) != "none"),
         (resolver, data["resolver_enabled"]),
         (tls, mail_role != "none"),
-        (mta_postfix, mail_role != "none"),
+        (mail.implementation(data), mail_role != "none"),
         (dkim, mail_role == "mail"),
-        (dmarc, mail_role == "mail"),
+        (dmarc, mail_role == "mail" and data["mta"] == "postfix"),  # exim judges DMARC itself
         (imap, mail_role == "mail"),
     ) if on
 ]
@@ -79,18 +80,19 @@ state = host.get_fact(
     # Files to install, and paths a component reads besides (paths(): clock's /etc/localtime).
     paths=[f.path for fs in configs.values() for f in fs]
     + [p for c in configs if hasattr(c, "paths") for p in c.paths(data)],
-    units=[u for c in configs for u in c.UNITS],
+    units=[u for c in configs for u in (c.units(data) if hasattr(c, "units") else c.UNITS)],
     users=[data["admin_user"], mail.VMAIL],
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
-install_packages([p for c in configs for p in c.PACKAGES], state["packages"])
+install_packages([p for c in configs for p in (c.packages(data) if hasattr(c, "packages") else c.PACKAGES)],
+                 state["packages"])
 # host.loop over every component, run here or not, gives each one's operations the same
 # place on every host; pyinfra tells operations apart by line numbers only, and hosts with
 # different components would otherwise order them in conflicting ways.
-# TLS before the services that serve its certificate; postfix before dovecot, which puts
+# TLS before the services that serve its certificate; the MTA before dovecot, which puts
 # its sockets into postfix's queue folder.
-order = [admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, tls, dkim, dmarc, mta_postfix, imap,
-         firewall]
+order = [admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, tls, dkim, dmarc, mta_postfix, mta_exim,
+         imap, firewall]
 for component in host.loop(order):
     if component in configs:
         component.apply(data, configs[component], state)

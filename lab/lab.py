@@ -329,7 +329,7 @@ def wait_ssh(addr, timeout=60):
     return False
 
 
-def write_outputs(key_file, release, zone_server):
+def write_outputs(key_file, release, zone_server, mta):
     names = host_names()
     known = []
     for n in names:
@@ -338,13 +338,14 @@ def write_outputs(key_file, release, zone_server):
             known.append(f"{n},{address(n)},{address(n, True)} {pub[0]} {pub[1]}")
     (OUT / "known_hosts").write_text("\n".join(known) + "\n")
     (OUT / "hosts.json").write_text(json.dumps({
-        "release": release, "zone_server": zone_server, "operator": [OPERATOR4, OPERATOR6], "key": str(key_file),
+        "release": release, "zone_server": zone_server, "mta": mta, "operator": [OPERATOR4, OPERATOR6],
+        "key": str(key_file),
         "hosts": {n: {"ipv4": address(n), "ipv6": address(n, True), "netns": PREFIX + n} for n in names},
     }, indent=2))
     (OUT / "inventory.py").write_text((REPO / "lab" / "inventory.py.in").read_text())
 
 
-def up(count, release, zone_server):
+def up(count, release, zone_server, mta="postfix"):
     if not 1 <= count <= MAX_HOSTS:
         sys.exit(f"lab: -n must be between 1 and {MAX_HOSTS}")
     if os.geteuid() != 0:
@@ -369,7 +370,7 @@ def up(count, release, zone_server):
         with open(HOSTS / n / "console.log", "w") as out:
             subprocess.Popen([sys.executable, __file__, "boot", n, "--state", str(STATE)],
                              stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    write_outputs(key_file, release, zone_server)
+    write_outputs(key_file, release, zone_server, mta)
     late = [n for n in names if not wait_ssh(address(n))]
     if late:
         sys.exit(f"lab: no SSH answer from {', '.join(late)}; see {HOSTS}/<name>/console.log")
@@ -408,6 +409,7 @@ def main():
     u.add_argument("-n", type=int, default=2)
     u.add_argument("--release", choices=RELEASES, default="trixie")
     u.add_argument("--zone-server", choices=("bind", "nsd"), default="bind", help="for the lab inventory")
+    u.add_argument("--mta", choices=("postfix", "exim4"), default="postfix", help="for the lab inventory")
     sub.add_parser("status", help="show the hosts")
     s = sub.add_parser("shell", help="root shell (or a command) inside a host")
     s.add_argument("name")
@@ -418,7 +420,7 @@ def main():
     b.add_argument("--state")  # only to mark the launcher's command line as the lab's
     a = p.parse_args()
     if a.verb == "up":
-        up(a.n, a.release, a.zone_server)
+        up(a.n, a.release, a.zone_server, a.mta)
     elif a.verb == "status":
         sys.exit(status())
     elif a.verb == "shell":

@@ -30,8 +30,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data) if data["mail_enabled"] else "none"  # which mail logins to guard
     check = "fail2ban-client -t"
     # The jails first: Debian 12's stock jails fail the check until they read the journal.
-    jails = [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", render("bans/jail.local.j2", data, mail_role=role),
-                        check=check)]
+    jail = render("bans/jail.local.j2", data, mail_role=role, mta=data["mta"])
+    jails = [ConfigFile("/etc/fail2ban/jail.d/inhouse.local", jail, check=check)]
     return jails + ([ConfigFile("/etc/fail2ban/filter.d/dovecot.local", (FILES / "bans/dovecot.local").read_text(),
                                 check=check)] if role == "mail" else [])
 

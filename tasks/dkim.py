@@ -1,6 +1,7 @@
-"""DKIM: opendkim signs the mail the mail host sends and checks the signatures of the mail
-it receives (seeds 002 and 003), with a 2048-bit RSA key made on the host, readable only
-by opendkim. The zones publish its public key under the selector (tasks/zone.py).
+"""DKIM: a 2048-bit RSA key made on the host, readable only by the signer, whose public key
+the zones publish under the selector (tasks/zone.py). With postfix, opendkim signs the mail
+the mail host sends and checks the signatures of the mail it receives (seeds 002 and 003);
+exim does both itself (seed 001) with the same key.
 
 The selector comes from data, or is the year and month the key was made (the host keeps
 its choice in CURRENT, with the public key the zones need); a new selector in data makes a
@@ -23,6 +24,19 @@ DEFAULTS = {
 }
 PACKAGES = ["opendkim", "opendkim-tools"]
 UNITS = {"opendkim": "restart"}
+
+
+def packages(data: dict) -> list[str]:
+    return PACKAGES if data["mta"] == "postfix" else ["openssl"]
+
+
+def units(data: dict) -> dict[str, str]:
+    return UNITS if data["mta"] == "postfix" else {}
+
+
+def signer(data: dict) -> str:
+    """The user that reads the private key."""
+    return "opendkim" if data["mta"] == "postfix" else mail.implementation(data).USER
 DIR = "/etc/inhouse/dkim"
 CURRENT = f"{DIR}/current"  # "SELECTOR\nBASE64 PUBLIC KEY", written when the key is made
 CONF_DIR = "/etc/opendkim/inhouse"
@@ -47,6 +61,8 @@ def key_path(sel: str) -> str:
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
+    if data["mta"] != "postfix":
+        return []
     ctx = {"dir": CONF_DIR, "domains": mail.domains(data), "selector": selector(data, system),
            "key": key_path(selector(data, system))}
     check = "opendkim -n -x /etc/opendkim.conf"
@@ -64,9 +80,9 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         script = (
             f"set -e; umask 077; mkdir -p {DIR}; chmod 755 {DIR}; cd {DIR}; "
             f"[ -s {key} ] || openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out {key}; "
-            f"chown opendkim:opendkim {key}; "
+            f"chown {signer(data)}:{signer(data)} {key}; "
             f'printf "%s\\n%s\\n" {sel} "$(openssl pkey -in {key} -pubout -outform DER | base64 -w0)" > {CURRENT}; '
             f"chmod 644 {CURRENT}"
         )
         server.shell(name=f"Make the DKIM key of selector {sel}", commands=[f"sh -c {shlex.quote(script)}"])
-    activate(UNITS, install_files(configs, state), state)
+    activate(units(data), install_files(configs, state), state)

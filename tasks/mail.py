@@ -1,5 +1,5 @@
-"""Mail: who gets mail and who may send it, shared by the MTA (tasks/mta_postfix.py), IMAP
-(tasks/imap.py) and DKIM (tasks/dkim.py) modules.
+"""Mail: who gets mail and who may send it, shared by the MTA (tasks/mta_postfix.py or
+tasks/mta_exim.py), IMAP (tasks/imap.py) and DKIM (tasks/dkim.py) modules.
 
 The mail host (inventory group `mail`) receives mail for every domain, keeps it in Maildirs
 and lets users read it over IMAP and send it through authenticated submission. The relay
@@ -14,7 +14,8 @@ the hosts of the mail and relay groups.
 from pathlib import Path
 
 DEFAULTS = {
-    # The MTA: postfix (with opendkim, policyd-spf and opendmarc).
+    # The MTA: postfix (with opendkim, policyd-spf and opendmarc) or exim4 (its own DKIM
+    # and SPF, seed 001's choice; DMARC by Mail::DMARC).
     "mta": "postfix",
     # Mailbox addresses, one per person; each needs a password hash in secrets_dir
     # (python -m tasks.password alice@example.org).
@@ -81,6 +82,27 @@ def senders(data: dict) -> dict[str, list[str]]:
     return out
 
 
+def implementation(data: dict):
+    """The module of the MTA: tasks/mta_postfix.py or tasks/mta_exim.py."""
+    from tasks import mta_exim, mta_postfix
+
+    return {"postfix": mta_postfix, "exim4": mta_exim}[data["mta"]]
+
+
+def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
+    """The MTA's lookup tables, by file name, as (key, value) lines both MTAs read
+    ("key value, value"): local names, mailboxes, aliases and sender rights on the mail
+    host; the addresses it accepts on the relay."""
+    out = {"local-aliases": [(r, admin(data) or "root") for r in ROLE_ADDRESSES]}
+    if role(data) == "mail":
+        out["mailboxes"] = [(m, "OK") for m in mailboxes(data)]
+        out["aliases"] = [(a, ", ".join(ts)) for a, ts in aliases(data).items()]
+        out["senders"] = [(a, ", ".join(us)) for a, us in senders(data).items()]
+    else:
+        out["recipients"] = [(a, "OK") for a in [*mailboxes(data), *aliases(data)]]
+    return out
+
+
 def password_hashes(data: dict) -> dict[str, str]:
     path = Path(data["secrets_dir"]) / PASSWORDS
     if not path.exists():
@@ -91,8 +113,8 @@ def password_hashes(data: dict) -> dict[str, str]:
 def problems(data: dict, is_address, is_network) -> list[str]:
     """What is wrong with the mail data, as 'field: problem' lines."""
     out = []
-    if data["mta"] not in ("postfix",):
-        out.append(f"mta: {data['mta']!r} is not postfix")
+    if data["mta"] not in ("postfix", "exim4"):
+        out.append(f"mta: {data['mta']!r} is not postfix or exim4")
     users = data["mail_users"]
     if not isinstance(users, list):
         return out + ["mail_users: must be a list of addresses"]

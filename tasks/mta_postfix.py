@@ -22,6 +22,9 @@ PORTS = ["tcp/25"]
 SUBMISSION_PORTS = ["tcp/465", "tcp/587"]
 UNITS = {"postfix": "reload"}
 MAPS = "/etc/postfix/inhouse"
+# dovecot's sockets for delivery (LMTP) and logins (SASL): inside postfix's chroot.
+DOVECOT_SOCKETS = {"lmtp": "/var/spool/postfix/private/dovecot-lmtp", "auth": "/var/spool/postfix/private/auth",
+                   "user": "postfix"}
 # Warnings count as failures: `postfix check` passes a misspelt parameter with only a
 # warning. ("updating ..." lines are postfix copying files into its chroot.)
 CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check failed") 2>&1 | grep -v "^updating "); '
@@ -42,21 +45,6 @@ def postfix_network(net: str) -> str:
     return f"[{address}]{slash}{length}" if ":" in address else net
 
 
-def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
-    """The lookup tables, by file name: lists of (key, value)."""
-    admin = mail.admin(data)
-    out = {"local-aliases": [(r, admin or "root") for r in mail.ROLE_ADDRESSES if r != "root"]
-           + [("root", admin or "root")]}
-    aliases = mail.aliases(data)
-    if mail.role(data) == "mail":
-        out["mailboxes"] = [(m, "OK") for m in mail.mailboxes(data)]
-        out["aliases"] = [(a, ", ".join(ts)) for a, ts in aliases.items()]
-        out["senders"] = [(a, ", ".join(us)) for a, us in mail.senders(data).items()]
-    else:
-        out["recipients"] = [(a, "OK") for a in [*mail.mailboxes(data), *aliases]]
-    return out
-
-
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
@@ -65,8 +53,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS}
-    configs = [ConfigFile(f"{MAPS}/{name}", render("mta/postfix/map.j2", data, entries=entries))
-               for name, entries in maps(data).items()]
+    configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries))
+               for name, entries in mail.maps(data).items()]
     configs += [
         ConfigFile("/etc/postfix-policyd-spf-python/policyd-spf.conf",
                    render("mta/postfix/policyd-spf.conf.j2", data,

@@ -37,6 +37,11 @@ INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
+# The same for GnuTLS (Debian's exim): TLS 1.2 and 1.3, those suites, the server choosing.
+GNUTLS_PRIORITY = (
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
+    "-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:%SERVER_PRECEDENCE"
+)
 
 
 def heads() -> list[str]:
@@ -46,9 +51,12 @@ def heads() -> list[str]:
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
     # Who serves the certificate, and reloads after a renewal.
-    units = ["postfix", *(["dovecot"] if mail.role(data) == "mail" else [])]
+    mta = mail.implementation(data)
+    units = [*mta.UNITS, *(["dovecot"] if mail.role(data) == "mail" else [])]
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
-    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle,
+    # exim reads the key as its own user; postfix and dovecot as root.
+    key_group = getattr(mta, "USER", "root")
+    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group,
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
     return configs + [

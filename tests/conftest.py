@@ -195,7 +195,9 @@ def services(site) -> list[str]:
     if site["zone_enabled"] and zone.role(site) != "none":
         daemons += [u for u in zone.implementation(site).UNITS if not u.endswith(".timer")]
     if site["mail_enabled"] and mail.role(site) != "none":
-        daemons += ["postfix"] + (["opendkim", "opendmarc", "dovecot"] if mail.role(site) == "mail" else [])
+        daemons += list(mail.implementation(site).UNITS)
+        if mail.role(site) == "mail":
+            daemons += ["dovecot"] + (["opendkim", "opendmarc"] if site["mta"] == "postfix" else [])
     return daemons
 
 

@@ -88,16 +88,18 @@ def fail_mail_logins(source, server, times: int, port: int) -> None:
 
 
 @pytest.fixture
-def mail_jails(on_server, attacker):
-    yield ["dovecot", "postfix-sasl"]
-    for jail in ("dovecot", "postfix-sasl"):
+def mail_jails(on_server, attacker, site):
+    jails = {993: "dovecot", 587: "postfix-sasl" if site["mta"] == "postfix" else "exim"}
+    yield jails
+    for jail in jails.values():
         on_server.run("fail2ban-client set %s unbanip %s", jail, attacker.ipv4)
         on_server.run("fail2ban-client reload --restart --unban %s", jail)
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("jail, port", [("dovecot", 993), ("postfix-sasl", 587)])
-def test_repeated_failed_mail_logins_ban_the_host(on_server, server, attacker, mail_jails, jail, port):
+@pytest.mark.parametrize("port", [993, 587])
+def test_repeated_failed_mail_logins_ban_the_host(on_server, server, attacker, mail_jails, port):
+    jail = mail_jails[port]
     on_server.check_output("fail2ban-client reload --restart --unban %s", jail)
     assert attacker.tcp_open(server.ipv4, port), "the attacker must start unbanned"
     fail_mail_logins(attacker, server, 6, port)

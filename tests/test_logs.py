@@ -14,7 +14,7 @@ CLIENT_FAULT = re.compile(r"SSL_(accept|read|write)|TLS handshak|TLS library pro
 
 @pytest.mark.lab
 def test_mail_logs_have_no_errors(on_server, services):
-    units = [u for u in services if u in ("postfix", "dovecot", "opendkim", "opendmarc")]
+    units = [u for u in services if u in ("postfix", "exim4", "dovecot", "opendkim", "opendmarc")]
     assert units, "no mail services on the server"
     # Debian 13 runs postfix as postfix.service, Debian 12 as postfix@-.service.
     flags = " ".join(f"-u {'postfix -u postfix@-' if u == 'postfix' else u}" for u in units)  # names, no quoting

@@ -123,3 +123,15 @@ def test_dkim_selector_is_dated_once_then_kept(data):
     kept = SYSTEM13 | {"heads": {dkim.CURRENT: "202001\nMIIB..."}}
     assert dkim.selector(data(), kept) == "202001"
     assert dkim.selector(data(dkim_selector="s2"), kept) == "s2"
+
+
+def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
+    d = data(mta="exim4")
+    conf = {c.path: c.content for c in mail.implementation(d).files(d, SYSTEM13)}["/etc/exim4/exim4.conf"]
+    assert "domainlist local_domains = example.org : example.net" in conf
+    assert "deny    spf = fail" in conf and "hosts_try_dane = *" in conf and "dkim_strict = true" in conf
+    assert "server_socket = /run/dovecot/auth-exim" in conf
+    assert "{{" not in conf.replace("${if or{{", "").replace("${if and{{", "")  # no template left over
+    dovecot = imap.files(d, SYSTEM13)[-1].content
+    assert "unix_listener /run/dovecot/auth-exim" in dovecot and "postfix" not in dovecot
+    assert dkim.files(d, SYSTEM13) == [] and dkim.signer(d) == "Debian-exim"
