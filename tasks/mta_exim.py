@@ -15,6 +15,7 @@ from pyinfra.api import deploy
 
 from tasks import dkim, mail, tls
 from tasks.mta_postfix import SUBMISSION_PORTS, addresses
+from tasks.resolver import SPECIAL_TLDS
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["exim4-daemon-heavy", "libmail-dmarc-perl"]
@@ -38,13 +39,16 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN, "priority": tls.GNUTLS_PRIORITY,
            "selector": selector, "dkim_key": dkim.key_path(selector), "dmarc_script": DMARC_SCRIPT,
+           "backup_mx": addresses(data, "relay") if role == "mail" else [],
            "auth_socket": DOVECOT_SOCKETS["auth"], "lmtp_socket": DOVECOT_SOCKETS["lmtp"]}
     check = "exim4 -bV -C {path}"
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries), group=USER,
                           mode="640")
                for name, entries in mail.maps(data).items()]
     if role == "mail":
-        configs.append(ConfigFile(DMARC_SCRIPT, render("mta/exim4/dmarc.pl.j2", data), check="perl -c {path}"))
+        special = sorted({d.rsplit(".", 1)[-1] for d in mail.domains(data)} & SPECIAL_TLDS)
+        configs.append(ConfigFile(DMARC_SCRIPT, render("mta/exim4/dmarc.pl.j2", data, special=special),
+                                  check="perl -c {path}"))
     return configs + [ConfigFile("/etc/exim4/exim4.conf", render("mta/exim4/exim4.conf.j2", data, **ctx),
                                  check=check, group=USER, mode="640")]
 

@@ -83,7 +83,7 @@ def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, pas
             results = " ".join(str(h) for h in m.get_all("Authentication-Results", []))
             assert re.search(rf"{mail_data['fqdn']};\s*spf=pass", results), results
             assert "dmarc=" in results and "dkim=" in results, results
-            assert any("with ESMTPS" in str(r) for r in m.get_all("Received"))  # came in over TLS
+            assert any(re.search(r"with ESMTPS", str(r), re.I) for r in m.get_all("Received"))  # over TLS
 
 
 def test_unknown_recipient_and_spf_failure_are_refused_at_rcpt(mx):
@@ -233,7 +233,7 @@ def test_hosts_listed_in_data_may_relay_and_others_not(deploy, server, observer,
             f"s = smtplib.SMTP('{server.ipv4}', 25, local_hostname='printer.inhouse.test', timeout=20)\n"
             "s.ehlo()\ns.mail('')\n"
             f"print(s.rcpt('{OUTSIDE_USER}')[0])\n")
-    assert observer.run("python3", "-c", code).stdout.strip() == "554"
+    assert observer.run("python3", "-c", code).stdout.strip().startswith("5")  # refused for good
     try:
         result, _, failed = deploy("--limit", server.name, "--data", f'mail_relay_networks=["{observer.ipv4}/32"]')
         assert result.returncode == 0 and not failed, result.stderr[-3000:]
