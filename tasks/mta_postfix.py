@@ -21,6 +21,7 @@ PACKAGES = ["postfix", "postfix-policyd-spf-python"]
 PORTS = ["tcp/25"]
 SUBMISSION_PORTS = ["tcp/465", "tcp/587"]
 UNITS = {"postfix": "reload"}
+CERTIFICATE_UNITS = ["postfix"]  # reload after a renewal: running smtpd processes keep the old one
 MAPS = "/etc/postfix/inhouse"
 # dovecot's sockets for delivery (LMTP) and logins (SASL): inside postfix's chroot.
 DOVECOT_SOCKETS = {"lmtp": "/var/spool/postfix/private/dovecot-lmtp", "auth": "/var/spool/postfix/private/auth",

@@ -52,7 +52,7 @@ def heads() -> list[str]:
 def files(data: dict, system: dict) -> list[ConfigFile]:
     # Who serves the certificate, and reloads after a renewal.
     mta = mail.implementation(data)
-    units = [*mta.UNITS, *(["dovecot"] if mail.role(data) == "mail" else [])]
+    units = [*mta.CERTIFICATE_UNITS, *(["dovecot"] if mail.role(data) == "mail" else [])]
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
     # exim reads the key as its own user; postfix and dovecot as root.
     key_group = getattr(mta, "USER", "root")
