@@ -129,7 +129,7 @@ def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
     d = data(mta="exim4")
     conf = {c.path: c.content for c in mail.implementation(d).files(d, SYSTEM13)}["/etc/exim4/exim4.conf"]
     assert "domainlist local_domains = example.org : example.net" in conf
-    assert "deny    spf = fail" in conf and "hosts_try_dane = *" in conf and "dkim_strict = true" in conf
+    assert "          spf = fail" in conf and "hosts_try_dane = *" in conf and "dkim_strict = true" in conf
     assert "server_socket = /run/dovecot/auth-exim" in conf
     assert "{{" not in conf.replace("${if or{{", "").replace("${if and{{", "")  # no template left over
     dovecot = imap.files(d, SYSTEM13)[-1].content
