@@ -10,7 +10,8 @@ installs the missing packages in one apt run, then applies the components in thi
 - firewall last, with the ports of every enabled component.
 """
 
-from pyinfra import host, inventory
+from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import PyinfraError
 
 from tasks import (
     admin,
@@ -60,12 +61,16 @@ heads = [h for c in components if hasattr(c, "heads") for h in c.heads()]
 if zone_master:
     heads += [zone.zone_path(data, z) for z in zone.zones(data)]
 system = host.get_fact(System, heads=heads)
-if zone_master:  # the keys the zones publish: DKIM here, TLSA of each MX host (as it last saw them)
+if zone_master:  # the keys the zones publish: DKIM here, TLSA of each MX host
     tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
-    for name, relay in groups["relay"]:
-        if data["mail_enabled"]:
-            there = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"]
-            tlsa[relay.get("fqdn") or name] = there.get(tls.TLSA, "").strip()
+    for name, relay in groups["relay"] if data["mail_enabled"] else []:
+        fqdn = relay.get("fqdn") or name
+        try:  # one command on the relay; what it said last time if it cannot be asked now
+            tlsa[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"].get(tls.TLSA, "").strip()
+            tls.remember(data, fqdn, tlsa[fqdn])
+        except PyinfraError as e:
+            tlsa[fqdn] = tls.remembered(data, fqdn)
+            logger.warning(f"{host.name}: the relay {name} did not answer ({e}); its TLSA record stays as it was")
     data["zone_keys"] = {"dkim": dkim.current(system) if dkim in components else ("", ""),
                          "tlsa": {name: t for name, t in tlsa.items() if t}}
 configs = {c: c.files(data, system) for c in components}

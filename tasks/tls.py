@@ -9,6 +9,8 @@ Thunderbird lesson), and each renewal reloads every service that serves it.
 Reads: fqdn, domain, tls_acme_*.
 """
 
+from pathlib import Path
+
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -42,6 +44,21 @@ GNUTLS_PRIORITY = (
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"
     "-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:%SERVER_PRECEDENCE"
 )
+
+
+def remember(data: dict, fqdn: str, tlsa: str) -> None:
+    """Keep the TLSA data of another MX host (the relay) on the operator's machine
+    (secrets_dir/tlsa/FQDN): the DNS master's run uses it when that host cannot be asked
+    (down, or refusing root during a rebuild of the mail host)."""
+    path = Path(data["secrets_dir"]) / "tlsa" / fqdn
+    if tlsa and (not path.exists() or path.read_text().strip() != tlsa):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_text(tlsa + "\n")
+
+
+def remembered(data: dict, fqdn: str) -> str:
+    path = Path(data["secrets_dir"]) / "tlsa" / fqdn
+    return path.read_text().strip() if path.exists() else ""
 
 
 def heads() -> list[str]:
