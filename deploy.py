@@ -7,7 +7,10 @@ Each component (tasks/<name>.py) says what it needs: packages, files (rendered h
 data only), systemd units, ports. The run reads the host's state once for all of them,
 installs the missing packages in one apt run, then applies the components in this order:
 - admin before ssh: the admin can log in before root logins stop;
+- the certificate before the MTA and IMAP, which serve it; the MTA before dovecot;
 - firewall last, with the ports of every enabled component.
+The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
+they appear in the run after the one that made them.
 """
 
 from pyinfra import host, inventory, logger

@@ -11,6 +11,7 @@ import email.policy
 import imaplib
 import re
 import smtplib
+import socket
 import time
 import uuid
 
@@ -21,7 +22,8 @@ import dns.resolver
 import pytest
 import spf
 
-from tasks import mail
+from tasks import dkim as dkim_keys
+from tasks import mail, tls
 from tests.conftest import Endpoint, vantage
 
 pytestmark = pytest.mark.lab
@@ -241,3 +243,28 @@ def test_hosts_listed_in_data_may_relay_and_others_not(deploy, server, observer,
     finally:
         result, _, _ = deploy("--limit", server.name)
     assert result.returncode == 0
+
+
+def test_imap_on_143_logs_in_only_after_starttls(mx, passwords):
+    user = "alice@inhouse.test"
+    address, name, context = mx.address, mx.name, mx.context
+
+    class Plain(imaplib.IMAP4):
+        def _create_socket(self, timeout):
+            return socket.create_connection((address, 143), timeout)
+
+    with Plain(name, 143, timeout=20) as imap:
+        assert "LOGINDISABLED" in imap.capabilities and "STARTTLS" in imap.capabilities
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(user, passwords[user])
+        imap.starttls(ssl_context=context)
+        assert imap.login(user, passwords[user])[0] == "OK"
+
+
+def test_private_keys_are_readable_only_by_those_who_use_them(on_server, mail_data):
+    selector = on_server.check_output("head -n 1 %s", dkim_keys.CURRENT)
+    signer = dkim_keys.signer(mail_data)
+    key = dkim_keys.key_path(selector)
+    assert on_server.check_output("stat -c '%%a %%U %%G' %s", key) == f"600 {signer} {signer}"
+    mode, owner, group = on_server.check_output("stat -c '%%a %%U %%G' %s", tls.KEY).split()
+    assert owner == "root" and (mode, group) in (("600", "root"), ("640", "Debian-exim")), (mode, group)
