@@ -9,7 +9,7 @@ Reads: timezone, clock_ntp_servers.
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks.util import FILES, ConfigFile, activate, install_files, render
+from tasks.util import FILES, ConfigFile, activate, install_files, reload_unit_files, render
 
 DEFAULTS = {
     # NTP servers or pools ("pool 2.debian.pool.ntp.org iburst" lines). Empty keeps
@@ -42,7 +42,5 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     if state["paths"].get("/etc/localtime") != f"link {target}":
         server.shell(name=f"Set time zone {data['timezone']}", commands=[f"ln -sfn {target} /etc/localtime"])
     changed = install_files(configs, state)
-    if CONTAINER_DROPIN in changed:
-        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
-                     _if=changed[CONTAINER_DROPIN].did_change)
+    reload_unit_files(changed, CONTAINER_DROPIN)
     activate(UNITS, changed, state)

@@ -13,6 +13,8 @@ the hosts of the mail and relay groups.
 
 from pathlib import Path
 
+from tasks import zone
+
 DEFAULTS = {
     # The MTA: postfix (with opendkim, policyd-spf and opendmarc) or exim4 (its own DKIM
     # and SPF, seed 001's choice; DMARC by Mail::DMARC).
@@ -46,12 +48,19 @@ def domains(data: dict) -> list[str]:
 
 
 def role(data: dict) -> str:
-    """'mail' (keeps the mail), 'relay' (backup MX, way out) or 'none'."""
-    name = data.get("fqdn")
-    for group in ("mail", "relay"):
-        if any(h["fqdn"] == name for h in data.get("zone_hosts", {}).get(group, [])):
-            return group
-    return "none"
+    """'mail' (keeps the mail), 'relay' (backup MX, way out) or 'none': the same hosts as
+    the DNS master and secondary."""
+    return {"master": "mail", "secondary": "relay"}.get(zone.role(data), "none")
+
+
+def ports(data: dict) -> list[str]:
+    """What the MTA opens: SMTP everywhere, submission (465, 587) on the mail host."""
+    return ["tcp/25"] + (["tcp/465", "tcp/587"] if role(data) == "mail" else [])
+
+
+def addresses(data: dict, group: str) -> list[str]:
+    """The IP addresses of the hosts of an inventory group (mail, relay)."""
+    return [a for h in data["zone_hosts"].get(group, []) for a in (h["ipv4"], h["ipv6"]) if a]
 
 
 def admin(data: dict) -> str:

@@ -14,12 +14,10 @@ Reads: tasks/mail.py's data, fqdn, dkim_selector, the hosts of the mail and rela
 from pyinfra.api import deploy
 
 from tasks import dkim, mail, tls
-from tasks.mta_postfix import SUBMISSION_PORTS, addresses
 from tasks.resolver import SPECIAL_TLDS
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["exim4-daemon-heavy", "libmail-dmarc-perl"]
-PORTS = ["tcp/25"]
 UNITS = {"exim4": "reload"}
 # exim reads the certificate for each connection: a renewal needs no reload.
 CERTIFICATE_UNITS: list[str] = []
@@ -29,19 +27,18 @@ DMARC_SCRIPT = f"{MAPS}/dmarc.pl"
 DOVECOT_SOCKETS = {"lmtp": "/run/dovecot/lmtp-exim", "auth": "/run/dovecot/auth-exim", "user": USER}
 
 
-def ports(data: dict) -> list[str]:
-    return PORTS + (SUBMISSION_PORTS if mail.role(data) == "mail" else [])
+ports = mail.ports
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
-    networks = data["mail_relay_networks"] + (addresses(data, "mail") if role == "relay" else [])
+    networks = data["mail_relay_networks"] + (mail.addresses(data, "mail") if role == "relay" else [])
     selector = dkim.selector(data, system)
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN, "priority": tls.GNUTLS_PRIORITY,
            "selector": selector, "dkim_key": dkim.key_path(selector), "dmarc_script": DMARC_SCRIPT,
-           "backup_mx": addresses(data, "relay") if role == "mail" else [],
+           "backup_mx": mail.addresses(data, "relay") if role == "mail" else [],
            "auth_socket": DOVECOT_SOCKETS["auth"], "lmtp_socket": DOVECOT_SOCKETS["lmtp"]}
     check = "exim4 -bV -C {path}"
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries), group=USER,

@@ -18,8 +18,6 @@ from tasks import mail, tls
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
-PORTS = ["tcp/25"]
-SUBMISSION_PORTS = ["tcp/465", "tcp/587"]
 UNITS = {"postfix": "reload"}
 CERTIFICATE_UNITS = ["postfix"]  # reload after a renewal: running smtpd processes keep the old one
 MAPS = "/etc/postfix/inhouse"
@@ -32,12 +30,8 @@ CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check f
          'test -z "$out" || (echo "$out"; exit 1)')
 
 
-def ports(data: dict) -> list[str]:
-    return PORTS + (SUBMISSION_PORTS if mail.role(data) == "mail" else [])
+ports = mail.ports
 
-
-def addresses(data: dict, group: str) -> list[str]:
-    return [a for h in data["zone_hosts"].get(group, []) for a in (h["ipv4"], h["ipv6"]) if a]
 
 
 def postfix_network(net: str) -> str:
@@ -50,7 +44,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
     networks = [postfix_network(n) for n in
-                data["mail_relay_networks"] + (addresses(data, "mail") if role == "relay" else [])]
+                data["mail_relay_networks"] + (mail.addresses(data, "mail") if role == "relay" else [])]
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS}
@@ -58,8 +52,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
                for name, entries in mail.maps(data).items()]
     configs += [
         ConfigFile("/etc/postfix-policyd-spf-python/policyd-spf.conf",
-                   render("mta/postfix/policyd-spf.conf.j2", data,
-                          skip=data["mail_relay_networks"] + addresses(data, "relay" if role == "mail" else "mail"))),
+                   render("mta/postfix/policyd-spf.conf.j2", data, skip=data["mail_relay_networks"]
+                          + mail.addresses(data, "relay" if role == "mail" else "mail"))),
         ConfigFile("/etc/postfix/master.cf", render("mta/postfix/master.cf.j2", data, **ctx), check=CHECK,
                    checker="postfix check"),
         ConfigFile("/etc/postfix/main.cf", render("mta/postfix/main.cf.j2", data, **ctx), check=CHECK,

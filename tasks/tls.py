@@ -15,7 +15,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks import mail
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 
 DEFAULTS = {
     # The ACME directory of the CA.
@@ -86,10 +86,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 @deploy("TLS certificate")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
-    units = [p for p in changed if p.startswith("/etc/systemd/")]
-    if units:
-        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
-                     _if=lambda: any(changed[u].did_change() for u in units))
+    reload_unit_files(changed, "/etc/systemd/")
     # Key and certificate before the services that serve them; the CA again while it has not signed.
     if state["heads"].get(ISSUER, "").strip() != "acme" or SCRIPT in changed:
         server.shell(name=f"Get a certificate for {data['fqdn']}", commands=[SCRIPT])

@@ -171,6 +171,13 @@ def install_files(configs: list[ConfigFile], state: dict) -> dict[str, Operation
     return ops
 
 
+def reload_unit_files(changed: dict[str, OperationMeta], prefix: str) -> None:
+    """`systemctl daemon-reload` once, if a unit file or drop-in under `prefix` changed."""
+    units = [op for path, op in changed.items() if path.startswith(prefix)]
+    if units:
+        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"], _if=any_changed(*units))
+
+
 def activate(units: dict[str, str], inputs: dict[str, OperationMeta], state: dict) -> None:
     """Keep units enabled and running; run their action (restart, reload...) only if one of
     `inputs` changed. A unit not running yet starts after its config is in place, so it

@@ -10,7 +10,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks import zone
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 
 PACKAGES = ["nsd", "bind9-utils", "bind9-dnsutils"]
 PORTS = ["tcp/53", "udp/53"]
@@ -45,10 +45,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 @deploy("Zone (nsd)")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
-    unit_files = [p for p in changed if p.startswith(SIGNER_UNITS)]
-    if unit_files:
-        server.shell(name="Reload systemd units", commands=["systemctl daemon-reload"],
-                     _if=lambda: any(changed[p].did_change() for p in unit_files))
+    reload_unit_files(changed, SIGNER_UNITS)
     signs = [z for z in zone.zones(data) if zone.role(data) == "master" and (
         zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"])]
     if signs:  # one command for every changed zone
