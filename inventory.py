@@ -16,7 +16,7 @@ mail = (
     connection(),
 )
 
-# Two sites (seed 000's plan): the home server above keeps the mail, and a VPS is the
+# Two sites (the plan of "Bringing E-Mail Server In-House"): the home server above keeps the mail, and a VPS is the
 # public relay, backup MX and DNS secondary. Uncomment and fill in:
 # relay = (
 #     [("vps.example.org", {"ssh_hostname": "198.51.100.20", "ipv4": "198.51.100.20"})],

@@ -4,7 +4,7 @@ tasks/mta_exim.py), IMAP (tasks/imap.py) and DKIM (tasks/dkim.py) modules.
 The mail host (inventory group `mail`) receives mail for every domain, keeps it in Maildirs
 and lets users read it over IMAP and send it through authenticated submission. The relay
 (group `relay`) is the backup MX that queues mail for the mail host, and the way out for
-the mail host when `mail_outbound_relay` is on (seed 000: a home server behind a
+the mail host when `mail_outbound_relay` is on (the guide "Bringing E-Mail Server In-House": a home server behind a
 residential address). Users' password hashes live on the operator's machine
 (secrets_dir/mail-passwords, made by `python -m tasks.password ADDRESS`), never in git.
 Reads: domain, extra_domains, mail_*, secrets_dir, zone_dmarc_reports, zone_tls_reports,
@@ -17,7 +17,7 @@ from tasks import zone
 
 DEFAULTS = {
     # The MTA: postfix (with opendkim, policyd-spf and opendmarc) or exim4 (its own DKIM
-    # and SPF, seed 001's choice; DMARC by Mail::DMARC).
+    # and SPF, the choice of "Making a Mailserver (Part 4)"; DMARC by Mail::DMARC).
     "mta": "postfix",
     # Mailbox addresses, one per person; each needs a password hash in secrets_dir
     # (python -m tasks.password alice@example.org).
@@ -28,7 +28,7 @@ DEFAULTS = {
     # The person who gets postmaster, abuse, hostmaster and root of every domain
     # (RFC 2142); empty: the first of mail_users.
     "mail_admin": "",
-    # Machines that may send through the MTAs without logging in (seed 001's "machines to
+    # Machines that may send through the MTAs without logging in ("machines to
     # relay mail for"): addresses or networks. Users log in instead.
     "mail_relay_networks": [],
     # The mail host sends through the relay instead of straight to other servers.
@@ -68,7 +68,7 @@ def admin(data: dict) -> str:
 
 
 def report_mailboxes(data: dict) -> list[str]:
-    """Mailboxes for DMARC and TLS-RPT reports (seed 002's tls-reports): no login of their own."""
+    """Mailboxes for DMARC and TLS-RPT reports (as "Hosting your own Email with DANE" keeps them): no login of their own."""
     return [f"{data[k]}@{data['domain']}" for k in ("zone_dmarc_reports", "zone_tls_reports")]
 
 

@@ -1,5 +1,5 @@
 """Resolver: unbound, a caching resolver that validates DNSSEC, for this host (the MTA needs
-validated answers for DANE) and optionally a LAN (seed 000: "a DNS caching,
+validated answers for DANE) and optionally a LAN (the guide "Bringing E-Mail Server In-House": "a DNS caching,
 DNSSEC-validating ... recursive server"; its wish for private upstream lookups is the
 DNS-over-TLS forwarder).
 
@@ -16,7 +16,7 @@ from pyinfra.operations import server
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS = {
-    # LAN networks allowed to use this resolver (seed 000's home network); the firewall
+    # LAN networks allowed to use this resolver (the home network of "Bringing E-Mail Server In-House"); the firewall
     # opens port 53 to them. Empty: this host only.
     "resolver_networks": [],
     # This host's LAN addresses unbound answers on, besides loopback.

@@ -1,6 +1,6 @@
 """Zone: authoritative DNS for the mail domains, master on the mail host, secondary on the
-relay (seeds 001 and 004: "the mailserver itself is the master nameserver", a slave
-elsewhere), every record mail needs, signed with DNSSEC so DANE means something (seed 002).
+relay (the guides "Making a Mailserver (Part 4)" and "Making a Mailserver (Part 1)": "the mailserver itself is the master nameserver", a slave
+elsewhere), every record mail needs, signed with DNSSEC so DANE means something (the guide "Hosting your own Email with DANE").
 This module makes the zones from data; zone_bind.py and zone_nsd.py serve them (zone_server).
 
 Zones are generated from data: SOA, NS with glue, A/AAAA of the servers, MX, SPF, DMARC,
@@ -36,7 +36,7 @@ DEFAULTS = {
     "zone_dmarc_policy": "quarantine",
     # Local part (at the primary domain) that receives DMARC aggregate and failure reports.
     "zone_dmarc_reports": "dmarc-reports",
-    # Local part that receives TLS-RPT reports (RFC 8460; seed 002's tls-reports).
+    # Local part that receives TLS-RPT reports (RFC 8460).
     "zone_tls_reports": "tls-reports",
     # SPF policy of every domain: by default only its MX hosts may send its mail.
     "zone_spf": "v=spf1 mx -all",

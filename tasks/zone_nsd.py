@@ -1,4 +1,4 @@
-"""Zones served by NSD (zone_server = "nsd", seed 000's choice): see tasks/zone.py.
+"""Zones served by NSD (zone_server = "nsd", the choice of "Bringing E-Mail Server In-House"): see tasks/zone.py.
 
 NSD does not sign: inhouse-zone-sign signs each zone with BIND's dnssec-signzone (one
 ECDSA P-256 key per zone, made once in /var/lib/nsd/keys, NSEC3 without iterations,

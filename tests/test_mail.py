@@ -229,7 +229,7 @@ def test_the_backup_mx_passes_mail_on(inventory, mx, mail_data, passwords):
 
 
 def test_hosts_listed_in_data_may_relay_and_others_not(deploy, server, observer, mx):
-    """Seed 001's "machines to relay mail for": the observer may send without a login once
+    """"Machines to relay mail for" ("Making a Mailserver (Part 4)"): the observer may send without a login once
     listed in mail_relay_networks; the same attempt before that is refused."""
     code = ("import smtplib\n"
             f"s = smtplib.SMTP('{server.ipv4}', 25, local_hostname='printer.inhouse.test', timeout=20)\n"

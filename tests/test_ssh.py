@@ -38,7 +38,8 @@ def test_sshd_runs_with_cis_values(on_server, site):
         "permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no",
         "permitemptypasswords": "no", "hostbasedauthentication": "no", "ignorerhosts": "yes",
         "allowusers": site["admin_user"], "logingracetime": "60", "maxauthtries": "4",
-        "maxsessions": "10", "maxstartups": "10:30:60", "disableforwarding": "yes",
+        "maxsessions": "10", "maxstartups": "10:30:60", "disableforwarding": "yes", "x11forwarding": "no",
+        "allowtcpforwarding": "no", "allowagentforwarding": "no",
         "permituserenvironment": "no", "usepam": "yes", "authenticationmethods": "publickey",
     }
     assert {k: effective.get(k) for k in expected} == expected

@@ -137,7 +137,7 @@ def test_spf_and_dmarc_say_what_the_data_says(server, zone_data):
 
 @pytest.mark.lab
 def test_resolver_serves_its_lan_and_refuses_others(deploy, on_server, server, observer, attacker):
-    # Seed 000's home network: a LAN address of the server, which the observer is on.
+    # The home network of "Bringing E-Mail Server In-House": a LAN address of the server, which the observer is on.
     lan = server.ipv4.rsplit(".", 1)[0] + ".111"
     on_server.check_output("ip addr add %s/24 dev eth0", lan)
     lan_data = [f'resolver_addresses=["{lan}"]', f'resolver_networks=["{observer.ipv4}/32"]']
