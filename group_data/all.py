@@ -11,7 +11,7 @@ domain = "example.org"
 extra_domains = []
 
 # The person who administers the servers: a login with sudo, reached only by SSH key.
-# root logins are refused once the first deploy has run (the guide "Making a Mailserver (Part 1)": "Remove root SSH access").
+# root logins are refused once the first deploy has run ("Making a Mailserver (Part 1)": "Remove root SSH access").
 admin_user = "mailadmin"
 
 # OpenSSH public keys of admin_user, one string each ("ssh-ed25519 AAAA... you@laptop").

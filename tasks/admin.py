@@ -1,4 +1,4 @@
-"""The administrator: a login with sudo reached only by SSH key (the guide "Making a Mailserver (Part 1)", step 1 and 2).
+"""The administrator: a login with sudo reached only by SSH key ("Making a Mailserver (Part 1)", step 1 and 2).
 
 This runs before the SSH hardening so that, when root logins stop, the admin can get in.
 Reads: admin_user, admin_ssh_keys.

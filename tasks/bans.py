@@ -1,4 +1,4 @@
-"""Bans: fail2ban blocks addresses that keep failing to log in (the guide "Making a Mailserver (Part 1)", step 3): SSH, and
+"""Bans: fail2ban blocks addresses that keep failing to log in ("Making a Mailserver (Part 1)", step 3): SSH, and
 on mail hosts SMTP AUTH and IMAP.
 
 Debian 12 and 13 log to the journal only (no /var/log/auth.log), where fail2ban's stock

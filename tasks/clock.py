@@ -1,4 +1,4 @@
-"""Clock: chrony keeps time (the guide "Making a Mailserver (Part 1)", step 4) and the time zone comes from data (step 5).
+"""Clock: chrony keeps time ("Making a Mailserver (Part 1)", step 4) and the time zone comes from data (step 5).
 
 TLS, DNSSEC signatures and log correlation all depend on a right clock. In a container the
 clock belongs to the machine underneath: chronyd may not set it (systemd skips the unit

@@ -1,7 +1,7 @@
 """DKIM: a 2048-bit RSA key made on the host, readable only by the signer, whose public key
 the zones publish under the selector (tasks/zone.py). With postfix, opendkim signs the mail
 the mail host sends and checks the signatures of the mail it receives (as "Hosting your own Email with DANE" does);
-exim does both itself (the guide "Making a Mailserver (Part 4)") with the same key.
+exim does both itself ("Making a Mailserver (Part 4)") with the same key.
 
 The selector comes from data, or is the year and month the key was made (the host keeps
 its choice in CURRENT, with the public key the zones need); a new selector in data makes a

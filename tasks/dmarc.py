@@ -1,5 +1,5 @@
 """DMARC: opendmarc judges inbound mail by the SPF (policyd-spf) and DKIM (opendkim)
-results above it and adds its verdict to Authentication-Results (the guide "Hosting your own Email with DANE"). Mail users
+results above it and adds its verdict to Authentication-Results ("Hosting your own Email with DANE"). Mail users
 submit is not judged; reports of the other side's DMARC go to the report mailbox.
 Reads: fqdn, the relay's name (its SPF results are trusted).
 """

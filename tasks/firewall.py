@@ -1,5 +1,5 @@
 """Firewall: iptables for IPv4 and IPv6, inbound denied except what this host serves
-(the guide "Making a Mailserver (Part 1)", step 6).
+("Making a Mailserver (Part 1)", step 6).
 
 Rules are whole files (/etc/iptables/rules.v4, rules.v6) that netfilter-persistent loads at
 boot; each is checked with iptables-restore --test before it replaces the old one and is

@@ -4,7 +4,7 @@ tasks/mta_exim.py), IMAP (tasks/imap.py) and DKIM (tasks/dkim.py) modules.
 The mail host (inventory group `mail`) receives mail for every domain, keeps it in Maildirs
 and lets users read it over IMAP and send it through authenticated submission. The relay
 (group `relay`) is the backup MX that queues mail for the mail host, and the way out for
-the mail host when `mail_outbound_relay` is on (the guide "Bringing E-Mail Server In-House": a home server behind a
+the mail host when `mail_outbound_relay` is on ("Bringing E-Mail Server In-House": a home server behind a
 residential address). Users' password hashes live on the operator's machine
 (secrets_dir/mail-passwords, made by `python -m tasks.password ADDRESS`), never in git.
 Reads: domain, extra_domains, mail_*, secrets_dir, zone_dmarc_reports, zone_tls_reports,
@@ -68,7 +68,7 @@ def admin(data: dict) -> str:
 
 
 def report_mailboxes(data: dict) -> list[str]:
-    """Mailboxes for DMARC and TLS-RPT reports (as "Hosting your own Email with DANE" keeps them): no login of their own."""
+    """Mailboxes for DMARC and TLS-RPT reports (RFC 7489, RFC 8460): no login of their own."""
     return [f"{data[k]}@{data['domain']}" for k in ("zone_dmarc_reports", "zone_tls_reports")]
 
 

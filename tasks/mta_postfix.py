@@ -4,10 +4,11 @@ TLSA. See tasks/mail.py for who gets mail and who may send.
 
 On the mail host: mailboxes go to dovecot (LMTP), logins are dovecot's (SASL, on the
 submission ports only), opendkim signs and checks (tasks/dkim.py), policyd-spf refuses SPF
-failures (strict SPF, as "Bringing E-Mail Server In-House" asks) and opendmarc judges DMARC (tasks/dmarc.py); each says so in
-Authentication-Results. On the relay: backup MX for the same addresses, and the way out
-for the mail host. Nothing relays for strangers (the guide "Making a Mailserver (Part 4)": "years of good reputation can
-be wiped away in a few open relay minutes"). Maps are texthash: read at start, no
+failures (strict SPF, as "Bringing E-Mail Server In-House" asks) and opendmarc judges DMARC
+(tasks/dmarc.py); each says so in Authentication-Results. On the relay: backup MX for the
+same addresses, and the way out for the mail host. Nothing relays for strangers ("Making a
+Mailserver (Part 4)": "years of good reputation can be wiped away in a few open relay
+minutes"). Maps are texthash: read at start, no
 postmap; a changed map reloads postfix.
 Reads: tasks/mail.py's data, fqdn, the hosts of the mail and relay groups.
 """

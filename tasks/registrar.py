@@ -1,5 +1,5 @@
 """What to set at the registrar, for every mail domain: name servers, glue addresses and DS
-records (the guide "Making a Mailserver (Part 1)": "get the glue records sorted out"; a wrong DS takes the domain down).
+records ("Making a Mailserver (Part 1)": "get the glue records sorted out"; a wrong DS takes the domain down).
 
     .venv/bin/python -m tasks.registrar inventory.py [--json]
 

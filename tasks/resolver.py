@@ -1,5 +1,5 @@
 """Resolver: unbound, a caching resolver that validates DNSSEC, for this host (the MTA needs
-validated answers for DANE) and optionally a LAN (the guide "Bringing E-Mail Server In-House": "a DNS caching,
+validated answers for DANE) and optionally a LAN ("Bringing E-Mail Server In-House": "a DNS caching,
 DNSSEC-validating ... recursive server"; its wish for private upstream lookups is the
 DNS-over-TLS forwarder).
 

@@ -1,11 +1,12 @@
 """TLS: the certificate the MTA and IMAP serve, from an ACME CA (Let's Encrypt by default)
 with certbot, renewed by a timer, for the mail host and the relay.
 
-The private key is made on the host once and kept: the TLSA record (DANE, the guide "Hosting your own Email with DANE") names
+The private key is made on the host once and kept: the TLSA record (DANE, "Hosting your own Email with DANE") names
 the key, so renewals never break it. A self-signed certificate lets the services start
 until the CA has signed one (the registrar may not point at the new servers yet); every
-run and the timer try the CA again until it does. The full chain is served ("Making a Mailserver (Part 4)" learnt it from
-Thunderbird), and each renewal reloads every service that serves it.
+run and the timer try the CA again until it does. The full chain is served (Thunderbird
+refuses a bare certificate, as "Making a Mailserver (Part 4)" found), and each renewal
+reloads every service that serves it.
 Reads: fqdn, domain, tls_acme_*.
 """
 

@@ -1,6 +1,7 @@
 """Zone: authoritative DNS for the mail domains, master on the mail host, secondary on the
-relay (the guides "Making a Mailserver (Part 4)" and "Making a Mailserver (Part 1)": "the mailserver itself is the master nameserver", a slave
-elsewhere), every record mail needs, signed with DNSSEC so DANE means something (the guide "Hosting your own Email with DANE").
+relay (as "Making a Mailserver" has it: "the mailserver itself is the master nameserver", a
+slave elsewhere), every record mail needs, signed with DNSSEC so DANE means something
+("Hosting your own Email with DANE").
 This module makes the zones from data; zone_bind.py and zone_nsd.py serve them (zone_server).
 
 Zones are generated from data: SOA, NS with glue, A/AAAA of the servers, MX, SPF, DMARC,
