@@ -63,7 +63,7 @@ zone_master = data["zone_enabled"] and zone.role(data) == "master"
 heads = [h for c in components if hasattr(c, "heads") for h in c.heads()]
 if zone_master:
     heads += [zone.zone_path(data, z) for z in zone.zones(data)]
-system = host.get_fact(System, heads=heads)
+system = host.get_fact(System, heads=heads, names=resolver.names(data) if data["resolver_enabled"] else [])
 if zone_master:  # the keys the zones publish: DKIM here, TLSA of each MX host
     tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
     for name, relay in groups["relay"] if data["mail_enabled"] else []:
@@ -92,6 +92,7 @@ state = host.get_fact(
     users=[data["admin_user"], mail.VMAIL],
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
+state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate
 install_packages([p for c in configs for p in (c.packages(data) if hasattr(c, "packages") else c.PACKAGES)],
                  state["packages"])
 # host.loop over every component, run here or not, gives each one's operations the same

@@ -68,9 +68,32 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     ]
 
 
+def names(data: dict) -> list[str]:
+    """The site's own domains, which this resolver must answer validated (System's
+    `unvalidated` asks it)."""
+    return [data["domain"], *data["extra_domains"]]
+
+
+# What unbound remembers of a zone that was not delegated yet: servers it found lame or
+# unreachable (infra cache, 15 min by default: infra-host-ttl in unbound.conf(5)), negative
+# answers and the NSEC records that prove them (up to the parent's SOA minimum, RFC 2308;
+# aggressive-nsec reuses them, RFC 8198), and bogus answers. Dropped, the next query asks
+# the parent afresh.
+FLUSH = ["unbound-control flush_infra all", "unbound-control flush_zone .", "unbound-control flush_bogus",
+         "unbound-control flush_requestlist"]
+
+
 @deploy("Resolver")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     if not data["resolver_trust_anchors"] and ROOT_KEY not in state["paths"]:
         server.shell(name=f"Create {ROOT_KEY}", commands=["/usr/libexec/unbound-helper root_trust_anchor_update"])
     changed = install_files(configs, state)
-    activate(UNITS, {p: op for p, op in changed.items() if p != "/etc/resolv.conf"}, state)
+    inputs = {p: op for p, op in changed.items() if p != "/etc/resolv.conf"}
+    # The first run comes before the registrar delegates the domains (or a rebuilt host
+    # asked while they were broken): unbound cached that for as long as the parent allows.
+    # Whenever the site's own names do not validate, forget it, so that this run (the ACME
+    # CA's check, DANE, DKIM records) sees the delegation as it is now. A restart forgets too.
+    if state.get("unvalidated") and not inputs:
+        server.shell(name=f"Resolve {', '.join(state['unvalidated'])} afresh: unbound forgets what it cached",
+                     commands=FLUSH)
+    activate(UNITS, inputs, state)

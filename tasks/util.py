@@ -38,20 +38,27 @@ def render(template: str, data: dict, **context) -> str:
 
 
 class System(FactBase):
-    """Debian major version, container type ('none' on a real machine or VM), and the first
-    lines of some files (`heads`: files whose next content depends on their current one)."""
+    """Debian major version, container type ('none' on a real machine or VM), the first
+    lines of some files (`heads`: files whose next content depends on their current one),
+    and which of `names` the local resolver, if it runs, does not answer as DNSSEC-validated
+    (`unvalidated`: no `ad` flag, RFC 4035 section 3.2.3)."""
 
-    def command(self, heads: list[str]) -> str:
+    def command(self, heads: list[str], names: list[str] = ()) -> str:
         quoted = " ".join(shlex.quote(p) for p in heads)
         return (
             ". /etc/os-release; echo ${VERSION_ID%%.*}; systemd-detect-virt --container || true; "
-            f'for f in {quoted}; do [ -f "$f" ] && echo "$f $(head -n 3 "$f" | tr "\\n" "|")"; done; true'
+            f'for f in {quoted}; do [ -f "$f" ] && echo "$f $(head -n 3 "$f" | tr "\\n" "|")"; done; '
+            "if systemctl is-active -q unbound 2>/dev/null && command -v dig >/dev/null; then "
+            f"for n in {' '.join(shlex.quote(n) for n in names)}; do "
+            'dig +time=2 +tries=1 +dnssec SOA "$n" @127.0.0.1 2>/dev/null | grep -Eq "^;; flags:[^;]* ad[ ;]" '
+            '|| echo "unvalidated $n"; done; fi; true'
         )
 
     def process(self, output):
-        heads = dict(line.split(" ", 1) for line in output[2:])
+        lines = [line.split(" ", 1) for line in output[2:]]
         return {"debian": int(output[0]), "container": output[1],
-                "heads": {path: head.replace("|", "\n") for path, head in heads.items()}}
+                "heads": {path: head.replace("|", "\n") for path, head in lines if path != "unvalidated"},
+                "unvalidated": [name for kind, name in lines if kind == "unvalidated"]}
 
 
 class HostState(FactBase):
