@@ -11,6 +11,8 @@ bridge, Debian's archive. Facts and traps behind these choices: ../shared/notes/
                                                    boot N fresh hosts (tidies leftovers first)
     lab.py status                                  one line per host
     lab.py shell NAME                              root shell inside a host (no SSH needed)
+    lab.py rebuild NAME                            throw NAME's disk away and boot it fresh:
+                                                   same name and addresses, new host keys
     lab.py down                                    remove everything the lab made
 
 `up` writes .lab/inventory.py (pyinfra inventory and test targets), .lab/ssh_config and
@@ -65,6 +67,9 @@ IMAGE_HOOKS = [
     f'printf \'Acquire::http::Proxy "http://{OPERATOR4}:{APT_PORT}";\\nAcquire::http::Pipeline-Depth "0";'
     f'\\nAcquire::http::Timeout "30";\\nAcquire::Retries "3";\\n\' > "$1"/etc/apt/apt.conf.d/00lab-proxy',
     ': > "$1"/etc/resolv.conf',
+    # dpkg syncs every file it unpacks; on the lab's overlay that made package installs
+    # crawl. The hosts are disposable, so no sync (as Debian's container images do).
+    'echo force-unsafe-io > "$1"/etc/dpkg/dpkg.cfg.d/lab-unsafe-io',
 ]
 IMAGE_RECIPE = f"{IMAGE_PACKAGES} {SOURCES} {IMAGE_HOOKS}"
 
@@ -378,6 +383,36 @@ def up(count, release, zone_server, mta="postfix"):
     status()
 
 
+def rebuild(name):
+    """A dead disk, rehearsed: stop the host, drop everything it wrote (the overlay's upper
+    layer), boot the base image again under the same name and addresses. Its SSH host keys
+    are new, as on a reinstalled server; .lab/known_hosts learns them."""
+    d = HOSTS / name
+    if not d.is_dir():
+        sys.exit(f"lab: no host {name}")
+    hosts = json.loads((OUT / "hosts.json").read_text())
+    launchers = [p for p in our_processes() if f"lab.py boot {name} " in cmdline(p)]
+    for pid in launchers:  # the launcher stops nspawn, which powers the host off
+        quiet("kill", "-TERM", pid)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in launchers):
+        time.sleep(0.3)
+    for pid in launchers:
+        quiet("kill", "-KILL", pid)
+    quiet("umount", d / "root")
+    shutil.rmtree(d)
+    d.mkdir()
+    key = Path(f"{OUT / 'id_ed25519'}.pub").read_text()
+    prepare(name, image(hosts["release"]), key)
+    with open(d / "console.log", "w") as out:
+        subprocess.Popen([sys.executable, __file__, "boot", name, "--state", str(STATE)],
+                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    write_outputs(Path(hosts["key"]), hosts["release"], hosts["zone_server"], hosts.get("mta", "postfix"))
+    if not wait_ssh(address(name)):
+        sys.exit(f"lab: no SSH answer from {name}; see {d}/console.log")
+    log(f"{name} rebuilt from the {hosts['release']} base image")
+
+
 def status():
     names = host_names() if HOSTS.exists() else []
     if not names:
@@ -414,6 +449,8 @@ def main():
     s = sub.add_parser("shell", help="root shell (or a command) inside a host")
     s.add_argument("name")
     s.add_argument("command", nargs=argparse.REMAINDER)
+    r = sub.add_parser("rebuild", help="throw a host's disk away and boot it fresh")
+    r.add_argument("name")
     sub.add_parser("down", help="remove everything the lab made")
     b = sub.add_parser("boot", help=argparse.SUPPRESS)
     b.add_argument("name")
@@ -425,6 +462,8 @@ def main():
         sys.exit(status())
     elif a.verb == "shell":
         shell(a.name, a.command)
+    elif a.verb == "rebuild":
+        rebuild(a.name)
     elif a.verb == "down":
         tidy()
         log("down")
