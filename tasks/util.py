@@ -8,17 +8,20 @@ differs from it.
 """
 
 import hashlib
+import re
 import shlex
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
+from pyinfra.operations.util.files import generate_color_diff
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 FILES = TEMPLATES.parent / "files"  # installed as they are
@@ -139,6 +142,37 @@ class ConfigFile:
         digest = hashlib.sha256(self.content.encode()).hexdigest()
         return f"{digest} {self.mode}:{self.user}:{self.group}"
 
+    @property
+    def private(self) -> bool:
+        """Not readable by everyone: it never is, not even while it is uploaded."""
+        return not int(self.mode[-1]) & 4
+
+
+# What a diff must not show: crypt(3) hashes ($6$salt$hash, with or without dovecot's
+# {SCHEME} prefix), TSIG secrets of bind (secret "...";) and NSD (secret: "..."), and PEM
+# private keys.
+SECRETS = [
+    (re.compile(r"(\{[A-Z0-9.-]+\})?\$[0-9a-z]+\$[^\s:]+"), r"\1********"),
+    (re.compile(r"(secret:?\s*\"?)[A-Za-z0-9+/=]{8,}"), r"\1********"),
+    (re.compile(r"^[A-Za-z0-9+/=]{40,}$"), "********"),  # a line of a PEM body
+]
+
+
+def masked(line: str) -> str:
+    for pattern, replacement in SECRETS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
+def show_diff(config: ConfigFile, exists: bool) -> None:
+    """--diff: the unified diff of a file that will change, secrets masked. One remote
+    command per changed file, only when asked for."""
+    current = (host.get_fact(FileContents, path=config.path) or []) if exists else []
+    host.log(f"Will {'change' if exists else 'create'} {config.path}", logger.info)
+    for line in generate_color_diff([masked(x) + "\n" for x in current],
+                                    [masked(x) + "\n" for x in config.content.splitlines()]):
+        logger.info("  %s", line)
+
 
 @operation()
 def put_checked(config: ConfigFile, parent_missing: bool):
@@ -148,11 +182,23 @@ def put_checked(config: ConfigFile, parent_missing: bool):
     operation fails with the checker's message."""
     c = config
     p, n, b = (shlex.quote(x) for x in (c.path, f"{c.path}.new", f"{c.path}.bak"))
+    parent = shlex.quote(c.path.rsplit("/", 1)[0])
+    prepare = []
     if parent_missing:  # as seen before packages were installed: a package may have made it
-        parent = shlex.quote(c.path.rsplit("/", 1)[0])
-        yield f"[ -d {parent} ] || install -d -m {c.dir_mode} -o {c.user} -g {c.group} {parent}"
-    yield FileUploadCommand(StringIO(c.content), f"{c.path}.new")
+        prepare.append(f"[ -d {parent} ] || install -d -m {c.dir_mode} -o {c.user} -g {c.group} {parent}")
+    temp = host.get_temp_filename(c.path)
+    if c.private:
+        # Uploads land in files that exist already with their final mode: an upload keeps
+        # the mode of the file it overwrites. With sudo, pyinfra uploads to a temporary
+        # file as the SSH user, then copies it to PATH.new: both private from the start.
+        prepare += [f'install -m 600 -o "${{SUDO_USER:-root}}" /dev/null {shlex.quote(temp)}',
+                    f"install -m {c.mode} -o {c.user} -g {c.group} /dev/null {n}"]
+    if prepare:
+        yield f"sh -c {shlex.quote(' && '.join(prepare))}"
+    yield FileUploadCommand(StringIO(c.content), f"{c.path}.new", remote_temp_filename=temp)
     script = f"chown {c.user}:{c.group} {n} && chmod {c.mode} {n} && "
+    if c.private:
+        script = f"rm -f {shlex.quote(temp)}; " + script
     if c.check is None:
         yield f"sh -c {shlex.quote(script + f'mv -f {n} {p}')}"
         return
@@ -173,6 +219,8 @@ def install_files(configs: list[ConfigFile], state: dict) -> dict[str, Operation
     for c in host.loop(configs):  # a stable place per file, whichever files change
         current = state["paths"].get(c.path)
         if current != c.state:
+            if host.state.config.DIFF:
+                show_diff(c, exists=current not in (None, "no-parent"))
             verb = "Check and install" if c.check else "Install"
             ops[c.path] = put_checked(c, current == "no-parent", name=f"{verb} {c.path}")
     return ops
