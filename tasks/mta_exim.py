@@ -1,4 +1,4 @@
-"""MTA (mta = "exim4"): exim, as in "Making a Mailserver (Part 4)",, with the same promises as postfix
+"""MTA (mta = "exim4"): exim, as in "Making a Mailserver (Part 4)", with the same promises as postfix
 (tasks/mta_postfix.py): mail for the domains on 25, users' mail on 587 (STARTTLS) and 465
 (TLS), DANE out where TLSA is published, nothing relayed for strangers.
 
