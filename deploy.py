@@ -3,12 +3,13 @@
     INHOUSE_BOOTSTRAP=1 pyinfra inventory.py deploy.py   # first run, as root
     pyinfra inventory.py deploy.py                       # every run after, as the admin
 
-Each component (tasks/<name>.py) says what it needs: packages, files (rendered here, from
-data only), systemd units, ports. The run reads the host's state once for all of them,
-installs the missing packages in one apt run, then applies the components in this order:
-- admin before ssh: the admin can log in before root logins stop;
-- the certificate before the MTA and IMAP, which serve it; the MTA before dovecot;
-- firewall last, with the ports of every enabled component.
+The story of a run, on each host:
+1. the data is checked (again: `--data` overrides come after the inventory's own check);
+2. one round trip reads what the components depend on (Debian version, keys, serials);
+3. the components this host runs (tasks/registry.py, in their order) render their files
+   from data alone; one more round trip reads the state of those files, units and users;
+4. the missing packages install in one apt run, then each component acts only on what
+   differs from that state, restarting a service only when one of its inputs changed.
 The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
 they appear in the run after the one that made them.
 """
@@ -16,92 +17,48 @@ they appear in the run after the one that made them.
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import (
-    admin,
-    bans,
-    clock,
-    dkim,
-    dmarc,
-    firewall,
-    imap,
-    mail,
-    mta_exim,
-    mta_postfix,
-    resolver,
-    ssh,
-    tls,
-    upgrades,
-    zone,
-    zone_bind,
-    zone_nsd,
-)
-from tasks.data import DEFAULTS, ROLE_GROUPS, InventoryError, problems, with_roles
+from tasks import dkim, tls
+from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
+from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
 
 groups = {g: [(h.name, h.data.dict()) for h in inventory.get_group(g, [])] for g in ROLE_GROUPS}
 data = with_roles(host.name, DEFAULTS | host.data.dict(), groups)
-# The inventory checks data before connecting; this catches --data overrides too.
 if errors := problems(host.name, data):
     raise InventoryError("\n  ".join(["bad data, nothing was changed:", *errors]))
 
-mail_role = mail.role(data) if data["mail_enabled"] else "none"
-components = [admin, ssh] + [
-    c for c, on in (
-        (bans, data["bans_enabled"]),
-        (clock, data["clock_enabled"]),
-        (upgrades, data["upgrades_enabled"]),
-        (zone.implementation(data), data["zone_enabled"] and zone.role(data) != "none"),
-        (resolver, data["resolver_enabled"]),
-        (tls, mail_role != "none"),
-        (mail.implementation(data), mail_role != "none"),
-        (dkim, mail_role == "mail"),
-        (dmarc, mail_role == "mail" and data["mta"] == "postfix"),  # exim judges DMARC itself
-        (imap, mail_role == "mail"),
-    ) if on
-]
-zone_master = data["zone_enabled"] and zone.role(data) == "master"
-heads = [h for c in components if hasattr(c, "heads") for h in c.heads()]
-if zone_master:
-    heads += [zone.zone_path(data, z) for z in zone.zones(data)]
-system = host.get_fact(System, heads=heads, names=resolver.names(data) if data["resolver_enabled"] else [])
-if zone_master:  # the keys the zones publish: DKIM here, TLSA of each MX host
-    tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
-    for name, relay in groups["relay"] if data["mail_enabled"] else []:
-        fqdn = relay.get("fqdn") or name
-        try:  # one command on the relay; what it said last time if it cannot be asked now
-            tlsa[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"].get(tls.TLSA, "").strip()
-            tls.remember(data, fqdn, tlsa[fqdn])
-        except PyinfraError as e:
-            tlsa[fqdn] = tls.remembered(data, fqdn)
-            logger.warning(f"{host.name}: the relay {name} did not answer ({e}); its TLSA record stays as it was")
-    data["zone_keys"] = {"dkim": dkim.current(system) if dkim in components else ("", ""),
-                         "tlsa": {name: t for name, t in tlsa.items() if t}}
-configs = {c: c.files(data, system) for c in components}
-if data["firewall_enabled"]:
-    ports = [f"tcp/{data['ssh_port']}"] + [
-        p for c in components for p in (c.ports(data) if hasattr(c, "ports") else getattr(c, "PORTS", []))]
-    sources = [s for c in components if hasattr(c, "sources") for s in c.sources(data)]
-    configs[firewall] = firewall.files(data, system, ports=ports, sources=sources)
+components = enabled(data)
+system = host.get_fact(System, heads=[h for c in components for h in c.heads(data)],
+                       names=[data["domain"], *data["extra_domains"]] if data["resolver_enabled"] else [])
 
+
+def tlsa_records() -> dict[str, str]:
+    """TLSA data of every MX host: this one's from its head, the relays' asked from them
+    (one command each), or as they answered last time when they cannot be asked now."""
+    out = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
+    for name, relay in groups["relay"] if mail_role(data) != "none" else []:
+        fqdn = relay.get("fqdn") or name
+        try:
+            out[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"].get(tls.TLSA, "").strip()
+            tls.remember(data, fqdn, out[fqdn])
+        except PyinfraError as e:
+            out[fqdn] = tls.remembered(data, fqdn)
+            logger.warning(f"{host.name}: the relay {name} did not answer ({e}); its TLSA record stays as it was")
+    return {name: t for name, t in out.items() if t}
+
+
+if zone_role(data) == "master":  # the keys the zones publish
+    data["zone_keys"] = {"dkim": dkim.current(system) if mail_role(data) == "mail" else ("", ""),
+                         "tlsa": tlsa_records()}
+configs = {c: c.files(data, system, [o for o in components if o is not c]) for c in components}
 state = host.get_fact(
     HostState,
-    # Files to install, and paths a component reads besides (paths(): clock's /etc/localtime).
-    paths=[f.path for fs in configs.values() for f in fs]
-    + [p for c in configs if hasattr(c, "paths") for p in c.paths(data)],
-    units=[u for c in configs for u in (c.units(data) if hasattr(c, "units") else c.UNITS)],
-    users=[data["admin_user"], mail.VMAIL],
+    paths=[f.path for fs in configs.values() for f in fs] + [p for c in components for p in c.paths(data)],
+    units=[u for c in components for u in c.units(data)],
+    users=[data["admin_user"], "vmail"],
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate
-install_packages([p for c in configs for p in (c.packages(data) if hasattr(c, "packages") else c.PACKAGES)],
-                 state["packages"])
-# host.loop over every component, run here or not, gives each one's operations the same
-# place on every host; pyinfra tells operations apart by line numbers only, and hosts with
-# different components would otherwise order them in conflicting ways.
-# TLS before the services that serve its certificate; the MTA before dovecot, which puts
-# its sockets into postfix's queue folder.
-order = [admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, tls, dkim, dmarc, mta_postfix, mta_exim,
-         imap, firewall]
-for component in host.loop(order):
-    if component in configs:
-        component.apply(data, configs[component], state)
+install_packages([p for c in components for p in c.packages(data)], state["packages"])
+for component in components:
+    component.apply(data, configs[component], state)

@@ -191,10 +191,17 @@ def main():
 
 def packages_of_deploy() -> set[str]:
     """The packages the mail host's deploy installs (from the task modules)."""
-    from tasks import dmarc, imap, mta_postfix, zone_bind
-    from tasks.data import COMPONENTS
+    from tasks.data import inventory_hosts
+    from tasks.registry import enabled
 
-    return {p for c in [*COMPONENTS, zone_bind, mta_postfix, dmarc, imap] for p in getattr(c, "PACKAGES", [])}
+    site = inventory_hosts(runpy_inventory())["lab1"]
+    return {p for c in enabled(site) for p in c.packages(site)}
+
+
+def runpy_inventory() -> dict:
+    import runpy
+
+    return runpy.run_path(str(LAB / "inventory.py"))
 
 
 if __name__ == "__main__":

@@ -36,13 +36,13 @@ def units(data: dict) -> dict[str, str]:
 
 def signer(data: dict) -> str:
     """The user that reads the private key."""
-    return "opendkim" if data["mta"] == "postfix" else mail.implementation(data).USER
+    return "opendkim" if data["mta"] == "postfix" else mail.mta(data).user
 DIR = "/etc/inhouse/dkim"
 CURRENT = f"{DIR}/current"  # "SELECTOR\nBASE64 PUBLIC KEY", written when the key is made
 CONF_DIR = "/etc/opendkim/inhouse"
 
 
-def heads() -> list[str]:
+def heads(data: dict) -> list[str]:
     return [CURRENT]
 
 

@@ -23,7 +23,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     hashes = mail.password_hashes(data)
     ctx = {"v24": system["debian"] >= 13, "system": system, "passwd": PASSWD, "users": USERS,
            "mail_home": mail.MAIL_HOME, "vmail": mail.VMAIL, "cert": tls.CHAIN, "key": tls.KEY,
-           "ciphers": tls.INTERMEDIATE_CIPHERS, "sockets": mail.implementation(data).DOVECOT_SOCKETS}
+           "ciphers": tls.INTERMEDIATE_CIPHERS, "sockets": mail.mta(data).dovecot_sockets}
     return [
         # Read again by dovecot whenever they change: no reload.
         ConfigFile(PASSWD, render("imap/passwd.j2", data, passwords={u: hashes[u] for u in data["mail_users"]}),

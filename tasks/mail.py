@@ -11,6 +11,7 @@ Reads: domain, extra_domains, mail_*, secrets_dir, zone_dmarc_reports, zone_tls_
 the hosts of the mail and relay groups.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks import zone
@@ -91,11 +92,30 @@ def senders(data: dict) -> dict[str, list[str]]:
     return out
 
 
-def implementation(data: dict):
-    """The module of the MTA: tasks/mta_postfix.py or tasks/mta_exim.py."""
-    from tasks import mta_exim, mta_postfix
+@dataclass(frozen=True)
+class Mta:
+    """What the other components must know of an MTA (tasks/mta_postfix.py, mta_exim.py)."""
 
-    return {"postfix": mta_postfix, "exim4": mta_exim}[data["mta"]]
+    user: str  # the account it runs as
+    key_group: str  # the group that reads the TLS key: postfix reads it as root, exim as itself
+    certificate_units: tuple[str, ...]  # reloaded after a renewal
+    dovecot_sockets: dict  # dovecot's sockets for delivery (LMTP) and logins (SASL), and their owner
+
+
+MTAS = {
+    # postfix's smtpd processes keep the certificate they started with; the sockets sit
+    # inside postfix's chroot.
+    "postfix": Mta("postfix", "root", ("postfix",),
+                   {"lmtp": "/var/spool/postfix/private/dovecot-lmtp", "auth": "/var/spool/postfix/private/auth",
+                    "user": "postfix"}),
+    # exim reads the certificate for each connection: a renewal needs no reload.
+    "exim4": Mta("Debian-exim", "Debian-exim", (),
+                 {"lmtp": "/run/dovecot/lmtp-exim", "auth": "/run/dovecot/auth-exim", "user": "Debian-exim"}),
+}
+
+
+def mta(data: dict) -> Mta:
+    return MTAS[data["mta"]]
 
 
 def maps(data: dict) -> dict[str, list[tuple[str, str]]]:

@@ -19,12 +19,10 @@ from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["exim4-daemon-heavy", "libmail-dmarc-perl"]
 UNITS = {"exim4": "reload"}
-# exim reads the certificate for each connection: a renewal needs no reload.
-CERTIFICATE_UNITS: list[str] = []
-USER = "Debian-exim"
+USER = mail.MTAS["exim4"].user
 MAPS = "/etc/exim4/inhouse"
 DMARC_SCRIPT = f"{MAPS}/dmarc.pl"
-DOVECOT_SOCKETS = {"lmtp": "/run/dovecot/lmtp-exim", "auth": "/run/dovecot/auth-exim", "user": USER}
+DOVECOT_SOCKETS = mail.MTAS["exim4"].dovecot_sockets
 
 
 ports = mail.ports

@@ -20,11 +20,7 @@ from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
 UNITS = {"postfix": "reload"}
-CERTIFICATE_UNITS = ["postfix"]  # reload after a renewal: running smtpd processes keep the old one
 MAPS = "/etc/postfix/inhouse"
-# dovecot's sockets for delivery (LMTP) and logins (SASL): inside postfix's chroot.
-DOVECOT_SOCKETS = {"lmtp": "/var/spool/postfix/private/dovecot-lmtp", "auth": "/var/spool/postfix/private/auth",
-                   "user": "postfix"}
 # Warnings count as failures: `postfix check` passes a misspelt parameter with only a
 # warning. ("updating ..." lines are postfix copying files into its chroot.)
 CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check failed") 2>&1 | grep -v "^updating "); '

@@ -36,6 +36,10 @@ KEX_COMMON = [
 ]
 
 
+def ports(data: dict) -> list[str]:
+    return [f"tcp/{data['ssh_port']}"]
+
+
 def files(data: dict, system: dict) -> list[ConfigFile]:
     debian = system["debian"]
     config = render(

@@ -62,18 +62,18 @@ def remembered(data: dict, fqdn: str) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-def heads() -> list[str]:
+def heads(data: dict) -> list[str]:
     """Files whose first lines a run needs: the TLSA data, and whether the CA signed yet."""
     return [TLSA, ISSUER]
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
     # Who serves the certificate, and reloads after a renewal.
-    mta = mail.implementation(data)
-    units = [*mta.CERTIFICATE_UNITS, *(["dovecot"] if mail.role(data) == "mail" else [])]
+    mta = mail.mta(data)
+    units = [*mta.certificate_units, *(["dovecot"] if mail.role(data) == "mail" else [])]
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
     # exim reads the key as its own user; postfix and dovecot as root.
-    key_group = getattr(mta, "USER", "root")
+    key_group = mta.key_group
     ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group,
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []

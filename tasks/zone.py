@@ -158,16 +158,20 @@ def record_problems(data: dict) -> list[str]:
     return out
 
 
-def implementation(data: dict):
-    """The module that runs the zones on this host: tasks/zone_bind.py or tasks/zone_nsd.py."""
-    from tasks import zone_bind, zone_nsd
-
-    return {"bind": zone_bind, "nsd": zone_nsd}[data["zone_server"]]
+# Where each zone server keeps the zones, and the group that reads them:
+# bind writes .signed and .jnl beside the zone, so it must own the folder; /var/lib/nsd
+# is the only place, with /etc/nsd, NSD's unit lets it write.
+SERVERS = {"bind": {"dir": "/var/lib/bind", "group": "bind"}, "nsd": {"dir": "/var/lib/nsd", "group": "nsd"}}
 
 
 def zone_path(data: dict, zone: str) -> str:
     """Where the unsigned zone file of `zone` lives on this host."""
-    return f"{implementation(data).ZONE_DIR}/db.{zone}"
+    return f"{SERVERS[data['zone_server']]['dir']}/db.{zone}"
+
+
+def heads(data: dict) -> list[str]:
+    """A master's zone files: their first lines hold the serial and the content's hash."""
+    return [zone_path(data, z) for z in zones(data)] if role(data) == "master" else []
 
 
 def zone_files(data: dict, system: dict) -> list[ConfigFile]:
@@ -175,7 +179,7 @@ def zone_files(data: dict, system: dict) -> list[ConfigFile]:
     return [
         ConfigFile(zone_path(data, z), zone_file(data, z, system["heads"].get(zone_path(data, z))),
                    check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}",
-                   group=implementation(data).GROUP)
+                   group=SERVERS[data["zone_server"]]["group"])
         for z in zones(data)
     ]
 

@@ -15,8 +15,8 @@ from tasks.util import ConfigFile, activate, install_files, render
 PACKAGES = ["bind9", "bind9-utils", "bind9-dnsutils"]
 PORTS = ["tcp/53", "udp/53"]
 UNITS = {"named": "reload"}
-ZONE_DIR = "/var/lib/bind"  # bind writes .signed and .jnl beside the zone: it must own it
-GROUP = "bind"
+ZONE_DIR, GROUP = zone.SERVERS["bind"]["dir"], zone.SERVERS["bind"]["group"]
+heads = zone.heads
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:

@@ -15,10 +15,14 @@ from tasks.util import ConfigFile, activate, install_files, reload_unit_files, r
 PACKAGES = ["nsd", "bind9-utils", "bind9-dnsutils"]
 PORTS = ["tcp/53", "udp/53"]
 UNITS = {"nsd": "restart", "inhouse-zone-sign.timer": ""}
-ZONE_DIR = "/var/lib/nsd"  # the only place, with /etc/nsd, NSD's unit lets it write
-GROUP = "nsd"
+ZONE_DIR, GROUP = zone.SERVERS["nsd"]["dir"], zone.SERVERS["nsd"]["group"]
+heads = zone.heads
 SIGNER = "/usr/local/sbin/inhouse-zone-sign"
 SIGNER_UNITS = "/etc/systemd/system/inhouse-zone-sign"
+
+
+def units(data: dict) -> dict[str, str]:
+    return UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
 
 
 def paths(data: dict) -> list[str]:
@@ -50,5 +54,4 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"])]
     if signs:  # one command for every changed zone
         server.shell(name=f"Sign zones {', '.join(signs)}", commands=[f"{SIGNER} {' '.join(signs)}"])
-    units = UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
-    activate(units, {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)
+    activate(units(data), {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from tasks import mail, zone
+from tasks import mail, registry
 from tasks.data import inventory_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,14 +191,7 @@ def lab_host(inventory):
 @pytest.fixture(scope="session")
 def services(site) -> list[str]:
     """The daemons the deploy keeps running on the server, from its data."""
-    daemons = ["ssh", "fail2ban", "chrony", "netfilter-persistent", "unbound"]
-    if site["zone_enabled"] and zone.role(site) != "none":
-        daemons += [u for u in zone.implementation(site).UNITS if not u.endswith(".timer")]
-    if site["mail_enabled"] and mail.role(site) != "none":
-        daemons += list(mail.implementation(site).UNITS)
-        if mail.role(site) == "mail":
-            daemons += ["dovecot"] + (["opendkim", "opendmarc"] if site["mta"] == "postfix" else [])
-    return daemons
+    return registry.daemons(site)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from passlib.hash import sha512_crypt
 from tasks import dkim, imap, mail, mta_postfix
 from tasks.data import DEFAULTS, problems, read_group_data, with_roles
 from tasks.password import store
+from tasks.registry import by_name
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
 GROUPS = {
@@ -127,7 +128,7 @@ def test_dkim_selector_is_dated_once_then_kept(data):
 
 def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
     d = data(mta="exim4")
-    conf = {c.path: c.content for c in mail.implementation(d).files(d, SYSTEM13)}["/etc/exim4/exim4.conf"]
+    conf = {c.path: c.content for c in by_name("mta_exim").module.files(d, SYSTEM13)}["/etc/exim4/exim4.conf"]
     assert "domainlist local_domains = example.org : example.net" in conf
     assert "          spf = fail" in conf and "hosts_try_dane = *" in conf and "dkim_strict = true" in conf
     assert "server_socket = /run/dovecot/auth-exim" in conf

@@ -7,6 +7,7 @@ import pytest
 
 from tasks import zone
 from tasks.data import DEFAULTS, problems, read_group_data, with_roles
+from tasks.registry import by_name
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
 GROUPS = {
@@ -94,9 +95,9 @@ def test_bad_zone_settings_are_named():
 @pytest.mark.parametrize("server", ["bind", "nsd"])
 def test_master_notifies_and_serves_only_the_keyed_secondary(server, tmp_path):
     system = {"debian": 13, "container": "none", "heads": {}}
-    master = {f.path: f.content for f in zone.implementation(data(zone_server=server)).files(
+    master = {f.path: f.content for f in by_name(f"zone_{server}").module.files(
         data(zone_server=server, secrets_dir=str(tmp_path)), system)}
-    secondary = {f.path: f.content for f in zone.implementation(data(zone_server=server)).files(
+    secondary = {f.path: f.content for f in by_name(f"zone_{server}").module.files(
         data("vps.example.org", zone_server=server, secrets_dir=str(tmp_path), ipv4="198.51.100.20"), system)}
     conf = "\n".join(master.values())
     expected = {

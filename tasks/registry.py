@@ -1,0 +1,86 @@
+"""Every component, in the order a run applies them, each with the data that turns it on.
+deploy.py, the data checks, the tests and the benchmark ask this list; adding a component
+is a task module (the interface: tasks/component.py) and one line here.
+
+The order, with its reasons:
+- admin before ssh: the admin can log in before root logins stop;
+- the zones and the resolver before the certificate: the ACME CA and DANE need the names;
+- the certificate before the MTA and IMAP, which serve it; the MTA before dovecot, which
+  puts its sockets into postfix's queue folder;
+- firewall last, with the ports of every component the host runs.
+"""
+
+from tasks import (
+    admin,
+    bans,
+    clock,
+    dkim,
+    dmarc,
+    firewall,
+    imap,
+    mail,
+    mta_exim,
+    mta_postfix,
+    resolver,
+    ssh,
+    tls,
+    upgrades,
+    zone,
+    zone_bind,
+    zone_nsd,
+)
+from tasks.component import Component
+
+
+def mail_role(data: dict) -> str:
+    """'mail', 'relay' or 'none': what this host does for mail."""
+    return mail.role(data) if data["mail_enabled"] else "none"
+
+
+def zone_role(data: dict) -> str:
+    """'master', 'secondary' or 'none': what this host does for the zones."""
+    return zone.role(data) if data["zone_enabled"] else "none"
+
+
+class Firewall(Component):
+    """Opens the ports of the other components this host runs."""
+
+    def files(self, data: dict, system: dict, others: list[Component]) -> list:
+        return firewall.files(data, system, ports=[p for c in others for p in c.ports(data)],
+                              sources=[s for c in others for s in c.sources(data)])
+
+
+COMPONENTS = [
+    Component(admin),
+    Component(ssh),
+    Component(bans, lambda d: d["bans_enabled"]),
+    Component(clock, lambda d: d["clock_enabled"]),
+    Component(upgrades, lambda d: d["upgrades_enabled"]),
+    Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
+    Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
+    Component(resolver, lambda d: d["resolver_enabled"]),
+    Component(tls, lambda d: mail_role(d) != "none"),
+    Component(dkim, lambda d: mail_role(d) == "mail"),
+    Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself
+    Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
+    Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
+    Component(imap, lambda d: mail_role(d) == "mail"),
+    Firewall(firewall, lambda d: d["firewall_enabled"]),
+]
+# Modules of data that several components share: their settings and checks.
+SHARED = [mail, zone]
+DEFAULTS = {k: v for m in [*SHARED, *(c.module for c in COMPONENTS)] for k, v in getattr(m, "DEFAULTS", {}).items()}
+
+
+def enabled(data: dict) -> list[Component]:
+    """The components this host runs, in order."""
+    return [c for c in COMPONENTS if c.on(data)]
+
+
+def by_name(name: str) -> Component:
+    return next(c for c in COMPONENTS if c.name == name)
+
+
+def daemons(data: dict) -> list[str]:
+    """The services the deploy keeps running on this host (its timers left out)."""
+    return [u for c in enabled(data) for u in c.units(data) if not u.endswith(".timer")]
