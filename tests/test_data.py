@@ -51,7 +51,7 @@ def test_good_data_has_no_problem(good):
     ("bans_time", "1 hour", "bans_time: '1 hour' is not a duration"),
     ("bans_max_retry", 0, "bans_max_retry: 0 is not a positive number"),
     ("bans_enabled", "yes", "bans_enabled: 'yes' is not True or False"),
-    ("ssh_extra_config", ["A yes\nB no"], "ssh_extra_config: each entry must be one line"),
+    ("ssh_extra_config", ["A yes\nB no"], "ssh_extra_config[0]: 'A yes\\nB no' must be one line"),
 ])
 def test_bad_value_is_reported_with_its_field(good, field, value, says):
     found = problems("mx.example.org", good | {field: value})
