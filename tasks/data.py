@@ -94,6 +94,9 @@ PRIVATE = [ipaddress.ip_network(n) for n in
            ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10")]
 
 
+TIMEZONES = zoneinfo.available_timezones()  # reads the whole tz database: once
+
+
 class InventoryError(PyinfraError):
     """pyinfra prints these as a plain error, without a traceback."""
 
@@ -373,7 +376,7 @@ FORMATS: dict[str, Callable[[str, object], list[str]]] = {
     "admin_ssh_keys": ssh_keys,
     "operator_networks": listing(network_problem),
     "ssh_port": scalar(test(lambda v: is_integer(v, 1, 65535), "is not a port number")),
-    "timezone": scalar(test(lambda v: isinstance(v, str) and v in zoneinfo.available_timezones(),
+    "timezone": scalar(test(lambda v: isinstance(v, str) and v in TIMEZONES,
                             "is not a tz database name (like Europe/Berlin)")),
     "secrets_dir": scalar(test(lambda v: is_one_line(v) and v.strip() != "", "is not a folder name")),
     **{k: scalar(BOOLEAN) for k in (*ENABLED_KEYS, "lab_private_addresses")},
