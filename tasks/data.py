@@ -107,18 +107,38 @@ def show(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "...'"
 
 
+def group_data_files() -> dict[str, list[Path]]:
+    """The group data files pyinfra reads, by group: group_data/*.py, then those of
+    `--group-data` (a folder or a file), which win."""
+    out: dict[str, list[Path]] = {}
+    for place in [REPO / "group_data", *map(Path, cli_params().get("group_data") or ())]:
+        for path in ([place] if place.is_file() else sorted(place.glob("*.py"))):
+            out.setdefault(path.stem, []).append(path)
+    return out
+
+
 def read_group_data(name: str) -> dict:
-    """The settings of group_data/<name>.py, as pyinfra reads them (imports left out)."""
-    path = REPO / "group_data" / f"{name}.py"
-    if not path.exists():
-        return {}
+    """The settings of a group's data files, merged as pyinfra merges them."""
+    data: dict = {}
+    for path in group_data_files().get(name, []):
+        data |= read_data_file(path)
+    return data
+
+
+def read_data_file(path: Path) -> dict:
+    """The settings of one group data file, as pyinfra reads them (imports left out)."""
     scope: dict = {}
     try:
         exec(compile(path.read_text(), str(path), "exec"), scope)
     except Exception as e:  # a broken file is a bad inventory, not a crash
-        raise InventoryError(f"group_data/{name}.py: cannot be read: {type(e).__name__}: {e}") from None
+        raise InventoryError(f"{where(path)}: cannot be read: {type(e).__name__}: {e}") from None
     return {k: v for k, v in scope.items() if not k.startswith("__")
             and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+
+
+def where(path: Path) -> str:
+    """A file's name for messages: relative to the repository when it is in it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def connection(admin_user: str | None = None) -> dict:
@@ -446,6 +466,8 @@ def problems(name: str, data: dict) -> list[str]:
         out.append(f"host name {name!r}: not a valid host name")
     bad = set()
     for key in sorted(KNOWN):
+        if key == "fqdn" and data.get("fqdn") == name and is_address(name):
+            continue  # a host named by its address: no DNS name, fine unless it has a role (zone_problems)
         if key in SITE_KEYS and key not in data:
             out.append(f"{key}: missing")
             bad.add(key)
@@ -550,31 +572,33 @@ def parse_groups(scope: dict) -> tuple[dict[str, tuple[list, dict]], list[str]]:
     return hosts, out
 
 
-def cli_overrides() -> dict:
-    """`--data key=value` (and --user, --port...) of the pyinfra command that is loading
-    this inventory: pyinfra applies them after the inventory file, so they are checked here
-    too, before it connects. Parsed by pyinfra's own code; empty outside pyinfra."""
+def cli_params() -> dict:
+    """The options of the pyinfra command loading this inventory; empty outside pyinfra."""
     try:
         import click
-        from pyinfra_cli.cli import _set_override_data
     except ImportError:
         return {}
     ctx = click.get_current_context(silent=True)
-    if ctx is None or "data" not in ctx.params:
+    return ctx.params if ctx is not None and "data" in ctx.params else {}
+
+
+def cli_overrides() -> dict:
+    """`--data key=value` (and --user, --port...) of the pyinfra command that is loading
+    this inventory: pyinfra applies them after the inventory file, so they are checked here
+    too, before it connects. Parsed by pyinfra's own code."""
+    p = cli_params()
+    if not p:
         return {}
-    p = ctx.params
+    from pyinfra_cli.cli import _set_override_data
+
     return _set_override_data(p["data"], p.get("ssh_user"), p.get("ssh_key"), p.get("ssh_key_password"),
                               p.get("ssh_port"), p.get("ssh_password"))
 
 
 def group_data_problems() -> list[str]:
     """Misspelt keys in every group_data file, also of groups no host is in yet."""
-    out = []
-    for path in sorted((REPO / "group_data").glob("*.py")):
-        for key in read_group_data(path.stem):
-            if not key.startswith("_") and key not in KNOWN:
-                out.append(unknown(key, f"group_data/{path.name}: "))
-    return out
+    paths = [p for ps in group_data_files().values() for p in ps]
+    return [unknown(k, f"{where(p)}: ") for p in paths for k in read_data_file(p) if not (k[0] == "_" or k in KNOWN)]
 
 
 def inventory_problems(hosts: dict[str, dict], groups: dict[str, list[str]]) -> list[str]:

@@ -236,6 +236,7 @@ PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n--
     ({}, {"ipv4": "224.0.0.1"}, "ipv4: 224.0.0.1 is a multicast address"),
     ({}, {"fqdn": "mx.example.com"}, "mx.example.org: fqdn: 'mx.example.com' is not a name under example.org"),
     ({}, {"fqdn": "mx"}, "mx.example.org: fqdn: 'mx' is not a name under example.org"),
+    ({}, {"fqdn": "203.0.113.10"}, "mx.example.org: fqdn: '203.0.113.10' is not a host name"),
     # Unknown keys, with a hint.
     ({"mail_relay_network": []}, {}, "mail_relay_network: unknown setting (did you mean mail_relay_networks?)"),
 ])
@@ -308,6 +309,14 @@ def test_misspelt_key_in_any_group_data_file_is_named(site, tmp_path, monkeypatc
     assert "os:" not in text  # imports are not settings, as for pyinfra
     (repo / "group_data" / "web.py").write_text("zone_ttl = \n")
     assert "group_data/web.py: cannot be read: SyntaxError" in errors(site())
+    (repo / "group_data" / "web.py").unlink()
+    extra = tmp_path / "more" / "mail.py"  # pyinfra --group-data more/mail.py
+    extra.parent.mkdir()
+    extra.write_text("timezone = 'Mars/Base'\nresolver_network = []\n")
+    monkeypatch.setattr(data_module, "cli_params", lambda: {"group_data": [str(extra)]})
+    text = errors(site())
+    assert f"{extra}: resolver_network: unknown setting" in text
+    assert "mx.example.org: timezone: 'Mars/Base'" in text and "vps.example.org: timezone" not in text
 
 
 def test_every_group_data_all_setting_is_known():
@@ -415,3 +424,7 @@ def test_commands_answer_bad_arguments_with_a_line(tmp_path):
     r = run("python", "-m", "tasks.registrar", str(bad))
     assert r.returncode == 1 and "mx.example.org: ssh_port: 0 is not a port number" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_host_named_by_its_address_needs_no_fqdn_without_a_role(good):
+    assert problems("192.0.2.50", good | {"fqdn": "192.0.2.50"}) == []
