@@ -386,6 +386,8 @@ FORMATS: dict[str, Callable[[str, object], list[str]]] = {
                                 "is neither an IP address nor a host name")),
     "ssh_user": scalar(ssh_user),
     "ssh_strict_host_key_checking": scalar(choice("yes", "no", "off", "accept-new")),
+    **{k: scalar(lambda v: None if v is None or is_one_line(v) else "must be one line of text (not shown: a secret)")
+       for k in ("ssh_password", "ssh_key_password")},
     # Host: the address checks need the site's lab_private_addresses (problems()).
     "fqdn": scalar(optional(test(is_hostname, "is not a host name"))),
     # Site (group_data/all.py).
@@ -451,7 +453,8 @@ FORMATS: dict[str, Callable[[str, object], list[str]]] = {
 }
 # What each later check reads: it runs only once these have their right type and format.
 ZONE_INPUTS = {"domain", "extra_domains", "fqdn", "ipv4", "ipv6", "secrets_dir", *zone.DEFAULTS}
-MAIL_INPUTS = ZONE_INPUTS | {*mail.DEFAULTS, "secrets_dir"}
+MAIL_INPUTS = {"domain", "extra_domains", "fqdn", "secrets_dir", "zone_dmarc_reports", "zone_tls_reports",
+               *mail.DEFAULTS}
 
 
 def unknown(key: str, where: str = "") -> str:
@@ -485,7 +488,7 @@ def problems(name: str, data: dict) -> list[str]:
         out.append(f"extra_domains[{data['extra_domains'].index(data['domain'])}]: {data['domain']!r} is listed twice")
         bad.add("extra_domains")
     out += guarded("zone", lambda: zone_problems(data), bad & ZONE_INPUTS)
-    if data.get("mail_enabled") is True and not bad & ZONE_INPUTS and mail.role(data) != "none":
+    if data.get("mail_enabled") is True and "fqdn" not in bad and mail.role(data) != "none":
         out += guarded("mail", lambda: mail.problems(data), bad & MAIL_INPUTS)
     return [f"{name}: {p}" for p in out]
 

@@ -428,3 +428,13 @@ def test_commands_answer_bad_arguments_with_a_line(tmp_path):
 
 def test_a_host_named_by_its_address_needs_no_fqdn_without_a_role(good):
     assert problems("192.0.2.50", good | {"fqdn": "192.0.2.50"}) == []
+
+
+def test_a_bad_secret_is_named_but_never_shown(good):
+    found = problems("mx.example.org", good | {"ssh_password": "hunter2\nmore"})
+    assert found == ["mx.example.org: ssh_password: must be one line of text (not shown: a secret)"]
+
+
+def test_mail_problems_are_named_even_when_a_zone_setting_is_bad(site):
+    text = errors(site({"zone_ttl": "1h", "mail_users": [ALICE, "carol@example.org"]}))
+    assert "zone_ttl: '1h'" in text and "carol@example.org has no password hash" in text
