@@ -19,10 +19,18 @@ GROUPS = {
 SYSTEM13 = {"debian": 13, "container": "none", "heads": {}}
 
 
-@pytest.fixture
-def data(tmp_path):
+@pytest.fixture(scope="module")
+def password_file(tmp_path_factory) -> str:
+    """The users' hashes, made once: each takes a while, on purpose."""
+    secrets = tmp_path_factory.mktemp("secrets")
     for user in ("alice@example.org", "bob@example.net"):
-        store(tmp_path, user, "correct horse battery")
+        store(secrets, user, "correct horse battery")
+    return (secrets / mail.PASSWORDS).read_text()
+
+
+@pytest.fixture
+def data(tmp_path, password_file):
+    (tmp_path / mail.PASSWORDS).write_text(password_file)
 
     def make(host="mx.example.org", **changes) -> dict:
         base = DEFAULTS | read_group_data("all") | {
