@@ -316,7 +316,8 @@ def listing(check: Check) -> Callable[[str, object], list[str]]:
 
 
 def optional(check: Check) -> Check:
-    return lambda v: None if v in ("", None) else check(v)
+    """Text that may be empty ("": the default's meaning)."""
+    return lambda v: None if v == "" else check(v)
 
 
 def no_duplicates(key: str, value) -> list[str]:
@@ -373,8 +374,8 @@ def ssh_user(v) -> str | None:
 def connector_check(default) -> Check:
     """pyinfra's own keys: the type of their default, where there is one."""
     kind = type(default)
-    if default is None:
-        return test(lambda v: not isinstance(v, str) or is_one_line(v), "must be one line of text")
+    if default is None:  # a file name, a user...: text
+        return test(lambda v: v is None or is_one_line(v), "must be one line of text")
     return test(lambda v: type(v) is kind or (kind is float and is_integer(v, 0, 3600)), f"is not a {kind.__name__}")
 
 
@@ -386,6 +387,8 @@ FORMATS: dict[str, Callable[[str, object], list[str]]] = {
                                 "is neither an IP address nor a host name")),
     "ssh_user": scalar(ssh_user),
     "ssh_strict_host_key_checking": scalar(choice("yes", "no", "off", "accept-new")),
+    "ssh_file_transfer_protocol": scalar(choice("sftp", "scp")),
+    "ssh_paramiko_connect_kwargs": scalar(test(lambda v: v is None or isinstance(v, dict), "is not a dict")),
     **{k: scalar(lambda v: None if v is None or is_one_line(v) else "must be one line of text (not shown: a secret)")
        for k in ("ssh_password", "ssh_key_password")},
     # Host: the address checks need the site's lab_private_addresses (problems()).
@@ -404,8 +407,8 @@ FORMATS: dict[str, Callable[[str, object], list[str]]] = {
     **{k: scalar(BOOLEAN) for k in (*ENABLED_KEYS, "lab_private_addresses")},
     # Components (their DEFAULTS).
     "ssh_extra_config": listing(ONE_LINE_TEXT),
-    "bans_time": scalar(test(lambda v: is_integer(v, 1, 10**9) or isinstance(v, str) and DURATION.fullmatch(v),
-                             "is not a duration (600, 10m, 1h, 1d)")),
+    **{k: scalar(test(lambda v: is_integer(v, 1, 10**9) or isinstance(v, str) and DURATION.fullmatch(v),
+                      "is not a duration (600, 10m, 1h, 1d)")) for k in ("bans_time", "bans_find_time")},
     "bans_max_retry": scalar(test(lambda v: is_integer(v, 1, 1000), "is not a positive number")),
     "clock_ntp_servers": listing(test(lambda v: isinstance(v, str) and NTP_SOURCE.fullmatch(v),
                                       "is not a chrony source line (pool 2.debian.pool.ntp.org iburst)")),
