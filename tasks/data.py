@@ -376,7 +376,8 @@ def connector_check(default) -> Check:
     kind = type(default)
     if default is None:  # a file name, a user...: text
         return test(lambda v: v is None or is_one_line(v), "must be one line of text")
-    return test(lambda v: type(v) is kind or (kind is float and is_integer(v, 0, 3600)), f"is not a {kind.__name__}")
+    says = {bool: "True or False", int: "a whole number", float: "a number", str: "text"}.get(kind, kind.__name__)
+    return test(lambda v: type(v) is kind or (kind is float and is_integer(v, 0, 3600)), f"is not {says}")
 
 
 # Type and format of every known key (per host, site, component, pyinfra's SSH connector);

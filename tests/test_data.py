@@ -71,7 +71,7 @@ def test_good_data_has_no_problem(good):
     ("bans_find_time", "10m\n", "bans_find_time: '10m\\n' is not a duration"),
     ("ssh_key", 5, "ssh_key: 5 must be one line of text"),
     ("ssh_file_transfer_protocol", "ftp", "ssh_file_transfer_protocol: 'ftp' is not one of sftp, scp"),
-    ("ssh_connect_retries", "3", "ssh_connect_retries: '3' is not a int"),
+    ("ssh_connect_retries", "3", "ssh_connect_retries: '3' is not a whole number"),
     ("dkim_selector", None, "dkim_selector: None is not a selector"),
     ("bans_max_retry", 0, "bans_max_retry: 0 is not a positive number"),
     ("bans_enabled", "yes", "bans_enabled: 'yes' is not True or False"),
