@@ -169,16 +169,6 @@ def is_address(value, version: int | None = None) -> bool:
         return False
 
 
-def is_network(value) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_network(value, strict=False)
-        return True
-    except ValueError:
-        return False
-
-
 def is_mail_address(value) -> bool:
     local, _, domain = value.rpartition("@") if isinstance(value, str) else ("", "", "")
     return bool(LOCAL_PART.fullmatch(local)) and is_domain(domain.lower())
@@ -284,7 +274,7 @@ def forward_problem(value) -> str | None:
 Check = Callable[[object], "str | None"]
 
 
-def test(predicate: Callable[[object], bool], says: str) -> Check:
+def rule(predicate: Callable[[object], bool], says: str) -> Check:
     def check(v) -> str | None:
         try:
             ok = predicate(v)
@@ -298,9 +288,9 @@ def choice(*allowed) -> Check:
     return lambda v: None if isinstance(v, str) and v in allowed else f"{show(v)} is not one of {', '.join(allowed)}"
 
 
-ONE_LINE_TEXT = test(is_one_line, "must be one line of text")
-BOOLEAN = test(lambda v: isinstance(v, bool), "is not True or False")
-DOMAIN = test(is_domain, "is not a valid lower-case domain name (like example.org)")
+ONE_LINE_TEXT = rule(is_one_line, "must be one line of text")
+BOOLEAN = rule(lambda v: isinstance(v, bool), "is not True or False")
+DOMAIN = rule(is_domain, "is not a valid lower-case domain name (like example.org)")
 
 
 def scalar(check: Check) -> Callable[[str, object], list[str]]:
@@ -375,84 +365,84 @@ def connector_check(default) -> Check:
     """pyinfra's own keys: the type of their default, where there is one."""
     kind = type(default)
     if default is None:  # a file name, a user...: text
-        return test(lambda v: v is None or is_one_line(v), "must be one line of text")
+        return rule(lambda v: v is None or is_one_line(v), "must be one line of text")
     says = {bool: "True or False", int: "a whole number", float: "a number", str: "text"}.get(kind, kind.__name__)
-    return test(lambda v: type(v) is kind or (kind is float and is_integer(v, 0, 3600)), f"is not {says}")
+    return rule(lambda v: type(v) is kind or (kind is float and is_integer(v, 0, 3600)), f"is not {says}")
 
 
 # Type and format of every known key (per host, site, component, pyinfra's SSH connector);
 # each check takes (key, value), whatever the value's type, and returns problem lines.
 FORMATS: dict[str, Callable[[str, object], list[str]]] = {
     **{k: scalar(connector_check(m.default)) for k, m in connector_data_meta.items()},
-    "ssh_hostname": scalar(test(lambda v: v is None or is_address(v) or is_hostname(v),
+    "ssh_hostname": scalar(rule(lambda v: v is None or is_address(v) or is_hostname(v),
                                 "is neither an IP address nor a host name")),
     "ssh_user": scalar(ssh_user),
     "ssh_strict_host_key_checking": scalar(choice("yes", "no", "off", "accept-new")),
     "ssh_file_transfer_protocol": scalar(choice("sftp", "scp")),
-    "ssh_paramiko_connect_kwargs": scalar(test(lambda v: v is None or isinstance(v, dict), "is not a dict")),
+    "ssh_paramiko_connect_kwargs": scalar(rule(lambda v: v is None or isinstance(v, dict), "is not a dict")),
     **{k: scalar(lambda v: None if v is None or is_one_line(v) else "must be one line of text (not shown: a secret)")
        for k in ("ssh_password", "ssh_key_password")},
     # Host: the address checks need the site's lab_private_addresses (problems()).
-    "fqdn": scalar(optional(test(is_hostname, "is not a host name"))),
+    "fqdn": scalar(optional(rule(is_hostname, "is not a host name"))),
     # Site (group_data/all.py).
     "domain": scalar(DOMAIN),
     "extra_domains": lambda k, v: listing(DOMAIN)(k, v) or no_duplicates(k, v),
-    "admin_user": scalar(test(lambda v: isinstance(v, str) and USERNAME.fullmatch(v),
+    "admin_user": scalar(rule(lambda v: isinstance(v, str) and USERNAME.fullmatch(v),
                               "is not a valid user name (lower case, digits, - and _)")),
     "admin_ssh_keys": ssh_keys,
     "operator_networks": listing(network_problem),
-    "ssh_port": scalar(test(lambda v: is_integer(v, 1, 65535), "is not a port number")),
-    "timezone": scalar(test(lambda v: isinstance(v, str) and v in TIMEZONES,
+    "ssh_port": scalar(rule(lambda v: is_integer(v, 1, 65535), "is not a port number")),
+    "timezone": scalar(rule(lambda v: isinstance(v, str) and v in TIMEZONES,
                             "is not a tz database name (like Europe/Berlin)")),
-    "secrets_dir": scalar(test(lambda v: is_one_line(v) and v.strip() != "", "is not a folder name")),
+    "secrets_dir": scalar(rule(lambda v: is_one_line(v) and v.strip() != "", "is not a folder name")),
     **{k: scalar(BOOLEAN) for k in (*ENABLED_KEYS, "lab_private_addresses")},
     # Components (their DEFAULTS).
     "ssh_extra_config": listing(ONE_LINE_TEXT),
-    **{k: scalar(test(lambda v: is_integer(v, 1, 10**9) or isinstance(v, str) and DURATION.fullmatch(v),
+    **{k: scalar(rule(lambda v: is_integer(v, 1, 10**9) or isinstance(v, str) and DURATION.fullmatch(v),
                       "is not a duration (600, 10m, 1h, 1d)")) for k in ("bans_time", "bans_find_time")},
-    "bans_max_retry": scalar(test(lambda v: is_integer(v, 1, 1000), "is not a positive number")),
-    "clock_ntp_servers": listing(test(lambda v: isinstance(v, str) and NTP_SOURCE.fullmatch(v),
+    "bans_max_retry": scalar(rule(lambda v: is_integer(v, 1, 1000), "is not a positive number")),
+    "clock_ntp_servers": listing(rule(lambda v: isinstance(v, str) and NTP_SOURCE.fullmatch(v),
                                       "is not a chrony source line (pool 2.debian.pool.ntp.org iburst)")),
-    "firewall_extra_ports": listing(test(lambda v: isinstance(v, str) and (m := PORT.fullmatch(v))
+    "firewall_extra_ports": listing(rule(lambda v: isinstance(v, str) and (m := PORT.fullmatch(v))
                                          and 0 < int(m[2]) < 65536, "is not tcp/PORT or udp/PORT")),
-    "firewall_extra_rules": listing(test(lambda v: is_one_line(v) and IPTABLES_RULE.fullmatch(v),
+    "firewall_extra_rules": listing(rule(lambda v: is_one_line(v) and IPTABLES_RULE.fullmatch(v),
                                          "is not one iptables rule (-A INPUT ... -j ACCEPT)")),
     "upgrades_reboot": scalar(BOOLEAN),
-    "upgrades_reboot_time": scalar(test(lambda v: isinstance(v, str) and CLOCK_TIME.fullmatch(v),
+    "upgrades_reboot_time": scalar(rule(lambda v: isinstance(v, str) and CLOCK_TIME.fullmatch(v),
                                         "is not a time of day (HH:MM)")),
     "zone_server": scalar(choice("bind", "nsd")),
     # RFC 2181 8: a TTL is an unsigned 31-bit number of seconds.
-    "zone_ttl": scalar(test(lambda v: is_integer(v, 1, 2**31 - 1), "is not a number of seconds")),
+    "zone_ttl": scalar(rule(lambda v: is_integer(v, 1, 2**31 - 1), "is not a number of seconds")),
     "zone_dmarc_policy": scalar(choice("none", "quarantine", "reject")),
     "zone_mta_sts_mode": scalar(choice("none", "testing", "enforce")),
-    **{k: scalar(test(lambda v: isinstance(v, str) and MAILBOX.fullmatch(v),
+    **{k: scalar(rule(lambda v: isinstance(v, str) and MAILBOX.fullmatch(v),
                       "is not a local part (lower case, digits, . _ -)"))
        for k in ("zone_dmarc_reports", "zone_tls_reports")},
-    "zone_spf": scalar(test(lambda v: isinstance(v, str) and SPF.fullmatch(v) and len(v) <= 450,
+    "zone_spf": scalar(rule(lambda v: isinstance(v, str) and SPF.fullmatch(v) and len(v) <= 450,
                             "is not an SPF record (v=spf1 ... , printable, no quotes)")),
-    "zone_caa_issuers": listing(test(lambda v: isinstance(v, str) and is_hostname(v.split(";")[0])
+    "zone_caa_issuers": listing(rule(lambda v: isinstance(v, str) and is_hostname(v.split(";")[0])
                                      and CAA_PARAMETERS.fullmatch(v[len(v.split(";")[0]):]),
                                      "is not a CA's domain (letsencrypt.org)")),
     "zone_records": zone_records_shape,
     "resolver_networks": listing(network_problem),
-    "resolver_addresses": listing(test(is_address, "is not an IP address of this host")),
+    "resolver_addresses": listing(rule(is_address, "is not an IP address of this host")),
     "resolver_forward_tls": listing(forward_problem),
-    **{k: listing(test(lambda v: is_one_line(v) and '"' not in v and v.strip(), "must be one line of text"))
+    **{k: listing(rule(lambda v: is_one_line(v) and '"' not in v and v.strip(), "must be one line of text"))
        for k in ("resolver_root_hints", "resolver_trust_anchors")},
     "mta": scalar(choice("postfix", "exim4")),
-    "mail_users": lambda k, v: listing(test(is_mail_address, "is not an address like alice@example.org"))(k, v)
+    "mail_users": lambda k, v: listing(rule(is_mail_address, "is not an address like alice@example.org"))(k, v)
     or no_duplicates(k, v),
     "mail_aliases": aliases_shape,
-    "mail_admin": scalar(optional(test(is_mail_address, "is not an address"))),
+    "mail_admin": scalar(optional(rule(is_mail_address, "is not an address"))),
     "mail_relay_networks": listing(network_problem),
     "mail_outbound_relay": scalar(BOOLEAN),
-    "mail_max_size": scalar(test(lambda v: is_integer(v, 1024 * 1024, 2**40),
+    "mail_max_size": scalar(rule(lambda v: is_integer(v, 1024 * 1024, 2**40),
                                  "is not a size in bytes of at least 1 MB")),
-    "tls_acme_server": scalar(test(lambda v: isinstance(v, str) and ACME_URL.fullmatch(v),
+    "tls_acme_server": scalar(rule(lambda v: isinstance(v, str) and ACME_URL.fullmatch(v),
                                    "is not an https URL (https://host[:port]/path)")),
-    "tls_acme_email": scalar(optional(test(is_mail_address, "is not an address like hostmaster@example.org"))),
+    "tls_acme_email": scalar(optional(rule(is_mail_address, "is not an address like hostmaster@example.org"))),
     "tls_acme_ca_bundle": scalar(pem_problem),
-    "dkim_selector": scalar(optional(test(lambda v: isinstance(v, str) and SELECTOR.fullmatch(v),
+    "dkim_selector": scalar(optional(rule(lambda v: isinstance(v, str) and SELECTOR.fullmatch(v),
                                           "is not a selector (lower case, digits, -)"))),
 }
 # What each later check reads: it runs only once these have their right type and format.
@@ -483,7 +473,7 @@ def problems(name: str, data: dict) -> list[str]:
             bad.add(key)
     private_ok = data.get("lab_private_addresses") is True
     for key, version in (("ipv4", 4), ("ipv6", 6)):
-        if data.get(key) is not None and (p := address_problem(data[key], version, private_ok)):
+        if data.get(key) not in (None, "") and (p := address_problem(data[key], version, private_ok)):
             out.append(f"{key}: {p}")
             bad.add(key)
     if "admin_user" not in bad and data["admin_user"] in RESERVED_USERS:
