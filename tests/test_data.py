@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from tasks import admin, bans, clock, dkim, dmarc, firewall, imap, mail, resolver, ssh, tls, upgrades, zone
 from tasks import data as data_module
-from tasks import mail, tls, zone
 from tasks.data import (
     DEFAULTS,
     KNOWN,
@@ -267,18 +267,26 @@ def test_several_problems_are_reported_together(site):
         assert text.count(says) == 2, (says, text)  # once for each host
 
 
-def test_a_host_without_ipv6_deploys(site):
-    """inventory.py's relay example has no ipv6: every component renders for it."""
-    hosts = inventory_hosts(site())
+@pytest.mark.parametrize(("zone_server", "mta"), [("bind", "postfix"), ("nsd", "exim4")])
+def test_a_host_without_ipv6_deploys(site, zone_server, mta):
+    """inventory.py's relay example has no ipv6: every component renders for both hosts,
+    as deploy.py renders them."""
+    hosts = inventory_hosts(site({"zone_server": zone_server, "mta": mta}))
     system = {"debian": 13, "container": "none", "heads": {}}
-    for name in hosts:
-        for server in ("bind", "nsd"):
-            data = hosts[name] | {"zone_server": server}
-            assert zone.implementation(data).files(data, system)
-        assert mail.implementation(hosts[name]).files(hosts[name], system)
-    conf = {f.path: f.content for f in zone.implementation(hosts["vps.example.org"]).files(
+    for name, data in hosts.items():
+        role = mail.role(data)
+        components = [admin, ssh, bans, clock, upgrades, resolver, tls, zone.implementation(data),
+                      mail.implementation(data), *([dkim, dmarc, imap] if role == "mail" else [])]
+        files = {f.path: f.content for c in components for f in c.files(data, system)}
+        files |= {f.path: f.content for f in firewall.files(data, system, ports=mail.ports(data),
+                                                              sources=resolver.sources(data))}
+        assert files and all("None" not in content for content in files.values()), name
+    relay = {f.path: f.content for f in zone.implementation(hosts["vps.example.org"]).files(
         hosts["vps.example.org"], system)}
-    assert "listen-on-v6 { none; };" in conf["/etc/bind/named.conf.options"]
+    if zone_server == "bind":
+        assert "listen-on-v6 { none; };" in relay["/etc/bind/named.conf.options"]
+    else:
+        assert "ip-address: 198.51.100.20\n" in relay["/etc/nsd/nsd.conf.d/inhouse.conf"]
 
 
 @pytest.mark.parametrize(("change", "says"), [
