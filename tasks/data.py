@@ -160,8 +160,13 @@ def is_domain(value) -> bool:
     return is_hostname(value) and "." in value and not value.endswith(".") and value == value.lower()
 
 
+# Digits, dots and colons only: Python's ipaddress takes an IPv6 scope ("fe80::1%eth0"),
+# whose text could be anything, a newline or a shell command too.
+ADDRESS_CHARACTERS = re.compile(r"[0-9a-fA-F.:]+(/\d{1,3})?")
+
+
 def is_address(value, version: int | None = None) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not ADDRESS_CHARACTERS.fullmatch(value) or "/" in value:
         return False
     try:
         return ipaddress.ip_address(value).version in ((4, 6) if version is None else (version,))
@@ -187,6 +192,8 @@ def network_problem(value) -> str | None:
     """Why `value` is no address or network the firewall and daemons accept, or too wide."""
     if not isinstance(value, str):
         return f"{show(value)} is not an IP address or network (a string like 192.0.2.0/24)"
+    if not ADDRESS_CHARACTERS.fullmatch(value):
+        return f"{show(value)} is not an IP address or network"
     try:
         net = ipaddress.ip_network(value)
     except ValueError:
