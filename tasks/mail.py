@@ -133,9 +133,11 @@ def read_passwords(data: dict) -> tuple[dict[str, str], list[str]]:
             broken.append(number)
         else:
             hashes[fields[0]] = fields[1]
-    found = [f"{path}: line {', '.join(map(str, broken))} is not 'ADDRESS {{SCHEME}}HASH'; remove it, "
-                "and make the user's hash again (python -m tasks.password ADDRESS)"] if broken else []
-    return hashes, found
+    if not broken:
+        return hashes, []
+    lines = f"line {broken[0]} is" if len(broken) == 1 else f"lines {', '.join(map(str, broken))} are"
+    return hashes, [f"{path}: {lines} not 'ADDRESS {{SCHEME}}HASH'; remove them, and make those users' "
+                    "hashes again (python -m tasks.password ADDRESS)"]
 
 
 def password_hashes(data: dict) -> dict[str, str]:

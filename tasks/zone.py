@@ -232,8 +232,8 @@ def tsig_problems(data: dict) -> list[str]:
         key, error = b"", type(e).__name__
     else:
         error = f"{len(key)} bytes"
-    if len(key) < 16:  # RFC 8945 6: at least as long as the HMAC's output; we make 32
-        return [f"{path} is not a base64 key of 16 bytes or more ({error}); remove it to make a new one, "
+    if len(key) < 32:  # RFC 2104 3: no shorter than the hash's output (hmac-sha256: 32 bytes)
+        return [f"{path} is not a base64 key of 32 bytes or more ({error}); remove it to make a new one, "
                 "then deploy every name server"]
     return []
 

@@ -344,10 +344,10 @@ def test_corrupted_secrets_files_are_named_without_their_content(site, tmp_path)
     good = (tmp_path / "mail-passwords").read_text()
     (tmp_path / "mail-passwords").write_text(good + "garbage\nbob@example.org {PLAIN}hunter2:uid\n")
     text = errors(site())
-    assert "mail-passwords: line 2, 3 is not 'ADDRESS {SCHEME}HASH'" in text and "hunter2" not in text
+    assert "mail-passwords: lines 2, 3 are not 'ADDRESS {SCHEME}HASH'" in text and "hunter2" not in text
     (tmp_path / "mail-passwords").write_text(good)
     (tmp_path / "tsig-transfer.key").write_text("not base64!\n")
-    assert "tsig-transfer.key is not a base64 key of 16 bytes or more" in errors(site())
+    assert "tsig-transfer.key is not a base64 key of 32 bytes or more" in errors(site())
     (tmp_path / "tsig-transfer.key").unlink()
     (tmp_path / "tlsa").mkdir()
     (tmp_path / "tlsa" / "vps.example.org").write_text("3 1 1 ab\n_25._tcp A 192.0.2.1\n")

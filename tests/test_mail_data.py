@@ -167,8 +167,8 @@ def test_broken_password_lines_are_named_by_number_and_kept(data, tmp_path):
     good = path.read_text()
     path.write_text(good + "carol@example.org\n\ndave@example.org {PLAIN}pass word\n")
     found = problems("mx.example.org", data())
-    assert [p for p in found if "mail-passwords: line 3, 5 is not" in p] and "pass word" not in "".join(found)
+    assert [p for p in found if "mail-passwords: lines 3, 5 are not" in p] and "pass word" not in "".join(found)
     assert set(mail.password_hashes(data())) == {"alice@example.org", "bob@example.net"}
-    with pytest.raises(ValueError, match="line 3, 5"):  # a broken file is never rewritten
+    with pytest.raises(ValueError, match="lines 3, 5"):  # a broken file is never rewritten
         store(tmp_path, "erin@example.org", "correct horse battery")
     assert path.read_text().startswith(good)

@@ -112,7 +112,7 @@ def test_bad_zone_data_is_named_before_anything_else(changes, says):
 def test_a_broken_transfer_key_is_named_without_its_content(tmp_path):
     (tmp_path / zone.TSIG_FILE).write_text("c2hvcnQ=\n")  # 5 bytes
     found = problems("mx.example.org", data(secrets_dir=str(tmp_path)))
-    assert len(found) == 1 and "tsig-transfer.key is not a base64 key of 16 bytes or more (5 bytes)" in found[0]
+    assert len(found) == 1 and "tsig-transfer.key is not a base64 key of 32 bytes or more (5 bytes)" in found[0]
     assert "c2hvcnQ" not in found[0]
 
 
