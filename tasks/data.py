@@ -572,7 +572,9 @@ def parse_groups(scope: dict) -> tuple[dict[str, tuple[list, dict]], list[str]]:
             if not isinstance(name, str) or not isinstance(data, dict):
                 out.append(f"inventory: group {group}: {show(member)} is not a host name or (name, data)")
                 continue
-            hosts.setdefault(name, ([], data))[0].append((group, inline))
+            groups, host_data = hosts.setdefault(name, ([], {}))
+            groups.append((group, inline))
+            host_data.update(data)  # as pyinfra does, for a host listed in several groups
     return hosts, out
 
 

@@ -304,6 +304,8 @@ def test_a_host_without_ipv6_deploys(site, zone_server, mta):
     (lambda s: s | {"relay": (s["relay"][0], s["relay"][1] | {"domain": "example.net"})},
      "domain: differs between the mail and relay hosts"),
     (lambda s: {}, "inventory: no hosts"),
+    (lambda s: s | {"watched": [("vps.example.org", {"ipv4": "198.51.100.300"})]},  # host data of both groups
+     "vps.example.org: ipv4: '198.51.100.300' is not an IPv4 address"),
     (lambda s: s | {"web": ("web.example.org", {})}, "inventory: group web: must be a list of hosts"),
     (lambda s: s | {"web": [("web.example.org", None)]}, "inventory: group web: ('web.example.org', None) is not"),
 ])
