@@ -621,8 +621,9 @@ def inventory_problems(hosts: dict[str, dict], groups: dict[str, list[str]]) -> 
         owners: dict[str, list[str]] = {}
         for name, data in hosts.items():
             value = data.get(key)
-            if isinstance(value, str) and value:
-                owners.setdefault(value.lower().removesuffix("."), []).append(name)
+            if isinstance(value, str) and value:  # addresses as ipaddress writes them: 2001:db8:0::1 is 2001:db8::1
+                same = str(ipaddress.ip_address(value)) if is_address(value) else value.lower().removesuffix(".")
+                owners.setdefault(same, []).append(name)
         out += [f"{', '.join(ns)}: {key}: {v} is given to {len(ns)} hosts" for v, ns in owners.items() if len(ns) > 1]
     role_hosts = [n for g in ROLE_GROUPS for n in groups.get(g, []) if n in hosts]
     for key in ("domain", "extra_domains", "secrets_dir"):

@@ -299,7 +299,7 @@ def test_a_host_without_ipv6_deploys(site, zone_server, mta):
      "mx.example.org, vps.example.org: ipv4: 203.0.113.10 is given to 2 hosts"),
     (lambda s: s | {"other": [("web.example.org", {"fqdn": "mx.example.org", "ipv6": "2001:db8::10"})]},
      "mx.example.org, web.example.org: fqdn: mx.example.org is given to 2 hosts"),
-    (lambda s: s | {"other": [("web.example.org", {"ipv6": "2001:db8::10"})]}, "ipv6: 2001:db8::10 is given to 2"),
+    (lambda s: s | {"other": [("web.example.org", {"ipv6": "2001:DB8:0::10"})]}, "ipv6: 2001:db8::10 is given to 2"),
     (lambda s: s | {"relay": ([("mx.example.org", {})], s["relay"][1])}, "in both the mail and the relay group"),
     (lambda s: s | {"relay": (s["relay"][0], s["relay"][1] | {"domain": "example.net"})},
      "domain: differs between the mail and relay hosts"),
