@@ -24,6 +24,8 @@ from tasks.util import HostState, System, install_packages
 
 groups = {g: [(h.name, h.data.dict()) for h in inventory.get_group(g, [])] for g in ROLE_GROUPS}
 data = with_roles(host.name, DEFAULTS | host.data.dict(), groups)
+# The inventory checked this data before connecting (check_inventory, --data too); checked
+# again as pyinfra merged it, for an inventory that does not end with check_inventory.
 if errors := problems(host.name, data):
     raise InventoryError("\n  ".join(["bad data, nothing was changed:", *errors]))
 

@@ -34,6 +34,10 @@ timezone = "UTC"
 # keep it with your backups. Relative paths are from the directory you run pyinfra in.
 secrets_dir = "secrets"
 
+# Lab only (lab/inventory.py.in): accept private addresses (10.0.0.0/8, fd00::/8...) as the
+# hosts' public ipv4/ipv6. Real servers need public ones: keep False.
+lab_private_addresses = False
+
 # Components beyond SSH hardening; set to False to leave one out.
 bans_enabled = True  # fail2ban: ban addresses that keep failing to log in
 clock_enabled = True  # chrony: keep the clock right (TLS, DNSSEC, logs depend on it)

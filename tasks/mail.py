@@ -11,6 +11,7 @@ Reads: domain, extra_domains, mail_*, secrets_dir, zone_dmarc_reports, zone_tls_
 the hosts of the mail and relay groups.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,9 @@ DEFAULTS = {
 # RFC 2142 role addresses of every domain, routed to mail_admin.
 ROLE_ADDRESSES = ("postmaster", "abuse", "hostmaster", "root")
 PASSWORDS = "mail-passwords"  # in secrets_dir: "address hash" lines
+# A hash with its dovecot scheme ({SHA512-CRYPT}$6$...): no space, and no colon, which
+# separates the fields of dovecot's passwd-file (doc.dovecot.org, "Passwd-file").
+HASH = re.compile(r"\{[A-Z0-9.-]+\}[!-9;-~]+")
 MAIL_HOME = "/var/mail/vhosts"  # Maildirs, owned by VMAIL
 VMAIL = "vmail"
 
@@ -132,29 +136,46 @@ def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def password_hashes(data: dict) -> dict[str, str]:
+def read_passwords(data: dict) -> tuple[dict[str, str], list[str]]:
+    """{address: hash} of secrets_dir/mail-passwords, and its broken lines (by number only:
+    a line may hold a hash, which no message repeats)."""
     path = Path(data["secrets_dir"]) / PASSWORDS
-    if not path.exists():
-        return {}
-    return dict(line.split(None, 1) for line in path.read_text().splitlines() if line.strip())
+    try:
+        lines = path.read_text().splitlines() if path.exists() else []
+    except (OSError, UnicodeDecodeError) as e:
+        return {}, [f"{path}: cannot be read ({type(e).__name__})"]
+    hashes, broken = {}, []
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not line.strip():
+            continue
+        if len(fields) != 2 or not HASH.fullmatch(fields[1]) or "@" not in fields[0]:
+            broken.append(number)
+        else:
+            hashes[fields[0]] = fields[1]
+    if not broken:
+        return hashes, []
+    lines = f"line {broken[0]} is" if len(broken) == 1 else f"lines {', '.join(map(str, broken))} are"
+    return hashes, [f"{path}: {lines} not 'ADDRESS {{SCHEME}}HASH'; remove them, and make those users' "
+                    "hashes again (python -m tasks.password ADDRESS)"]
 
 
-def problems(data: dict, is_address, is_network) -> list[str]:
-    """What is wrong with the mail data, as 'field: problem' lines."""
+def password_hashes(data: dict) -> dict[str, str]:
+    return read_passwords(data)[0]
+
+
+def problems(data: dict) -> list[str]:
+    """What is wrong with the mail data, as 'field: problem' lines. The types and formats
+    are right already (tasks/data.py): these are the checks across fields."""
     out = []
-    if data["mta"] not in ("postfix", "exim4"):
-        out.append(f"mta: {data['mta']!r} is not postfix or exim4")
     users = data["mail_users"]
-    if not isinstance(users, list):
-        return out + ["mail_users: must be a list of addresses"]
-    hashes = password_hashes(data)
+    hashes, broken = read_passwords(data)
+    out += [f"secrets_dir: {p}" for p in broken]
     for i, u in enumerate(users):
-        if not is_address(u):
-            out.append(f"mail_users[{i}]: {u!r} is not an address like alice@{data['domain']}")
-        elif u.split("@")[1] not in domains(data):
+        if u.split("@")[1] not in domains(data):
             out.append(f"mail_users[{i}]: {u!r} is not in one of your domains ({', '.join(domains(data))})")
-        elif u != u.lower() or users.index(u) != i:
-            out.append(f"mail_users[{i}]: {u!r} is not lower case or is listed twice")
+        elif u != u.lower():
+            out.append(f"mail_users[{i}]: {u!r} is not lower case")
         elif u not in hashes:
             out.append(f"mail_users[{i}]: {u} has no password hash in {data['secrets_dir']}/{PASSWORDS}; "
                        f"make one with: python -m tasks.password {u}")
@@ -162,18 +183,41 @@ def problems(data: dict, is_address, is_network) -> list[str]:
         out.append(f"mail_admin: {data['mail_admin']!r} is not one of mail_users")
     if role(data) == "mail" and not users:
         out.append("mail_users: the mail host needs at least one user (postmaster mail goes to the first)")
-    if not isinstance(data["mail_aliases"], dict):
-        return out + ['mail_aliases: must map an address to a list of addresses']
-    for alias, targets in data["mail_aliases"].items():
-        if not is_address(alias) or alias.split("@")[1] not in domains(data):
+    own = data["mail_aliases"]
+    for alias in own:
+        if alias.split("@")[1].lower() not in domains(data):
             out.append(f"mail_aliases[{alias!r}]: not an address in one of your domains")
         elif alias.lower() in mailboxes(data):
             out.append(f"mail_aliases[{alias!r}]: is a mailbox already")
-        if not isinstance(targets, list) or not targets or any(not is_address(t) for t in targets):
-            out.append(f"mail_aliases[{alias!r}]: must be a list of addresses")
-    for i, net in enumerate(data["mail_relay_networks"]):
-        if not is_network(net):
-            out.append(f"mail_relay_networks[{i}]: {net!r} is not an IP address or network")
-    if not isinstance(data["mail_max_size"], int) or data["mail_max_size"] < 1024 * 1024:
-        out.append(f"mail_max_size: {data['mail_max_size']!r} is not a size in bytes of at least 1 MB")
+        elif [a.lower() for a in own].count(alias.lower()) > 1:
+            out.append(f"mail_aliases[{alias!r}]: is there twice (addresses ignore case)")
+    if out:
+        return out
+    every = aliases(data)
+    known = set(mailboxes(data)) | set(every)
+    for alias, targets in own.items():
+        for target in targets:
+            if target.lower().split("@")[1] in domains(data) and target.lower() not in known:
+                out.append(f"mail_aliases[{alias!r}]: {target} is neither a mailbox nor an alias; "
+                           "its mail would bounce")
+        if (loop := alias_loop(every, alias.lower())) is not None:
+            out.append(f"mail_aliases[{alias!r}]: "
+                       + ("delivers to itself" if len(loop) == 1 else f"loops: {' -> '.join([*loop, loop[0]])}"))
     return out
+
+
+def alias_loop(every: dict[str, list[str]], start: str) -> list[str] | None:
+    """The aliases of a loop from `start` back to it (a -> b -> a), or None."""
+    path, stack, seen = [start], [iter(every.get(start, []))], set()
+    while stack:
+        target = next(stack[-1], None)
+        if target is None:
+            stack.pop()
+            path.pop()
+        elif target == start:
+            return list(path)
+        elif target in every and target not in seen:
+            seen.add(target)
+            path.append(target)
+            stack.append(iter(every[target]))
+    return None

@@ -14,34 +14,47 @@ from pathlib import Path
 
 from passlib.hash import sha512_crypt
 
-from tasks.data import read_group_data
-from tasks.mail import PASSWORDS
+from tasks.data import InventoryError, is_mail_address, is_one_line, read_group_data
+from tasks.mail import PASSWORDS, read_passwords
+from tasks.secrets_dir import write_secret
 
 
 def store(secrets: Path, address: str, password: str) -> None:
-    """Set the hash of `address` in secrets/mail-passwords, keeping the others."""
-    path = secrets / PASSWORDS
-    lines = [line for line in (path.read_text().splitlines() if path.exists() else [])
-             if line.split(None, 1)[0] != address]
-    lines.append(f"{address} {{SHA512-CRYPT}}{sha512_crypt.using(rounds=100000).hash(password)}")
-    secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text("\n".join(sorted(lines)) + "\n")
+    """Set the hash of `address` in secrets/mail-passwords, keeping the others. A file
+    with broken lines is left alone (ValueError): they may be someone's only hash."""
+    hashes, broken = read_passwords({"secrets_dir": str(secrets)})
+    if broken:
+        raise ValueError(broken[0])
+    hashes[address] = f"{{SHA512-CRYPT}}{sha512_crypt.using(rounds=100000).hash(password)}"
+    write_secret(secrets / PASSWORDS, "".join(f"{a} {h}\n" for a, h in sorted(hashes.items())))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("address")
-    p.add_argument("--secrets", default=read_group_data("all").get("secrets_dir", "secrets"),
-                   help="secrets_dir (default: group_data/all.py's)")
+    p.add_argument("address", help="the mail user, like alice@example.org")
+    p.add_argument("--secrets", help="secrets_dir (default: group_data/all.py's)")
     a = p.parse_args()
-    password = getpass.getpass(f"Password for {a.address}: ")
-    if len(password) < 12:
-        sys.exit("password: use at least 12 characters")
-    if getpass.getpass("Again: ") != password:
-        sys.exit("password: the two differ; nothing was stored")
-    store(Path(a.secrets), a.address.lower(), password)
-    print(f"stored the hash of {a.address}'s password in {a.secrets}/{PASSWORDS}; deploy to apply it")
+    if not is_mail_address(a.address):
+        p.error(f"address: {a.address[:80]!r} is not an address like alice@example.org")
+    try:
+        secrets = a.secrets or read_group_data("all").get("secrets_dir", "secrets")
+    except InventoryError as e:
+        p.error(f"{e}; give --secrets DIR")
+    if not is_one_line(secrets) or not secrets.strip():
+        p.error("--secrets: not a folder name")
+    try:
+        password = getpass.getpass(f"Password for {a.address}: ")
+        if len(password) < 12:
+            sys.exit("password: use at least 12 characters; nothing was stored")
+        if getpass.getpass("Again: ") != password:
+            sys.exit("password: the two differ; nothing was stored")
+    except (KeyboardInterrupt, EOFError):
+        sys.exit("\npassword: nothing was stored")
+    try:
+        store(Path(secrets), a.address.lower(), password)
+    except (OSError, ValueError) as e:
+        sys.exit(f"password: nothing was stored: {e}")
+    print(f"stored the hash of {a.address}'s password in {secrets}/{PASSWORDS}; deploy to apply it")
 
 
 if __name__ == "__main__":

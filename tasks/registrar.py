@@ -13,11 +13,13 @@ import runpy
 import sys
 
 import dns.dnssec
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.query
 import dns.rdatatype
+from pyinfra.api.exceptions import PyinfraError
 
 from tasks import zone
 from tasks.data import inventory_hosts
@@ -25,7 +27,14 @@ from tasks.data import inventory_hosts
 
 def delegations(inventory: str) -> dict[str, dict]:
     """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}."""
-    hosts = inventory_hosts(runpy.run_path(inventory))
+    try:  # the inventory checks its data when it loads
+        hosts = inventory_hosts(runpy.run_path(inventory))
+    except PyinfraError as e:
+        sys.exit(f"registrar: {inventory}: {e}")
+    except OSError as e:
+        sys.exit(f"registrar: {inventory}: cannot be read ({e.strerror})")
+    except Exception as e:
+        sys.exit(f"registrar: {inventory}: cannot be loaded ({type(e).__name__}: {e})")
     data = next((d for d in hosts.values() if zone.role(d) == "master"), None)
     if data is None:
         sys.exit("registrar: no host in the mail group: nothing is authoritative")
@@ -37,8 +46,14 @@ def delegations(inventory: str) -> dict[str, dict]:
     for z in zone.zones(data):
         query = dns.message.make_query(z, dns.rdatatype.DNSKEY, want_dnssec=True)
         query.flags &= ~dns.flags.RD
-        answer, _ = dns.query.udp_with_fallback(query, data["ipv4"], timeout=5)
-        keys = answer.find_rrset(answer.answer, dns.name.from_text(z), dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        try:
+            answer, _ = dns.query.udp_with_fallback(query, data["ipv4"], timeout=5)
+            keys = answer.find_rrset(answer.answer, dns.name.from_text(z), dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        except (dns.exception.DNSException, OSError) as e:
+            sys.exit(f"registrar: the master {data['ipv4']} gave no DNSKEY of {z} ({type(e).__name__}); "
+                     "has it been deployed and signed the zone?")
+        except KeyError:
+            sys.exit(f"registrar: the master {data['ipv4']} serves no DNSKEY of {z} yet: the zone is not signed")
         # Keys with the SEP flag (KSK or CSK) are the ones the parent points to.
         ds = [dns.dnssec.make_ds(dns.name.from_text(z), k, "SHA256").to_text() for k in keys if k.flags & 0x0001]
         out[z] = {"ns": names, "glue": glue if z == primary else {}, "ds": ds}

@@ -10,12 +10,14 @@ reloads every service that serves it.
 Reads: fqdn, domain, tls_acme_*.
 """
 
+import re
 from pathlib import Path
 
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks import mail
+from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 
 DEFAULTS = {
@@ -34,6 +36,8 @@ DIR = "/etc/inhouse/tls"
 KEY, CHAIN = f"{DIR}/privkey.pem", f"{DIR}/fullchain.pem"
 TLSA, ISSUER = f"{DIR}/tlsa", f"{DIR}/issuer"  # written by the script, read by the zones and runs
 SCRIPT = "/usr/local/sbin/inhouse-cert"
+# What the script writes to TLSA: usage 3, selector 1, SHA-256 (RFC 6698 2.1).
+TLSA_DATA = re.compile(r"3 1 1 [0-9a-f]{64}")
 # Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3 suites are all fine): ECDHE with AES-GCM
 # or ChaCha20, forward secret and authenticated.
 INTERMEDIATE_CIPHERS = (
@@ -52,14 +56,29 @@ def remember(data: dict, fqdn: str, tlsa: str) -> None:
     (secrets_dir/tlsa/FQDN): the DNS master's run uses it when that host cannot be asked
     (down, or refusing root during a rebuild of the mail host)."""
     path = Path(data["secrets_dir"]) / "tlsa" / fqdn
-    if tlsa and (not path.exists() or path.read_text().strip() != tlsa):
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(tlsa + "\n")
+    if TLSA_DATA.fullmatch(tlsa) and (not path.exists() or path.read_text().strip() != tlsa):
+        write_secret(path, tlsa + "\n")
 
 
 def remembered(data: dict, fqdn: str) -> str:
+    """What remember() kept, if it is TLSA data: the zone gets nothing else."""
     path = Path(data["secrets_dir"]) / "tlsa" / fqdn
-    return path.read_text().strip() if path.exists() else ""
+    text = path.read_text().strip() if path.exists() else ""
+    return text if TLSA_DATA.fullmatch(text) else ""
+
+
+def remembered_problems(data: dict) -> list[str]:
+    """Broken files of remember(), for the relays the master's zones name."""
+    out = []
+    for host in data["zone_hosts"].get("relay", []):
+        path = Path(data["secrets_dir"]) / "tlsa" / host["fqdn"]
+        try:
+            text = path.read_text().strip() if path.exists() else ""
+        except (OSError, UnicodeDecodeError) as e:
+            text = f"({type(e).__name__})"
+        if text and not TLSA_DATA.fullmatch(text):
+            out.append(f"{path} is not TLSA data (3 1 1 HEX); remove it, the next run asks the relay again")
+    return out
 
 
 def heads(data: dict) -> list[str]:

@@ -16,7 +16,9 @@ and `relay` groups; the TSIG secret from secrets_dir.
 """
 
 import base64
+import binascii
 import hashlib
+import re
 import secrets as random
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, render
 
 DEFAULTS = {
@@ -50,6 +53,12 @@ DEFAULTS = {
     "zone_records": {},
 }
 TSIG_NAME = "inhouse-transfer"
+TSIG_FILE = "tsig-transfer.key"  # in secrets_dir
+# Owner names of zone_records: relative to the zone (RFC 1035 5.1), "@" for the apex,
+# "*" for a wildcard; underscores for service labels (RFC 8552).
+RELATIVE_NAME = re.compile(r"@|(\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*|\*")
+# Records the name servers make themselves (SOA; DNSSEC, RFC 4034, RFC 5155, RFC 7344).
+GENERATED_TYPES = {"SOA", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY"}
 # RFC 1912 timers: refresh, retry, expire, negative-answer TTL.
 SOA_TIMERS = "7200 3600 1209600 3600"
 
@@ -210,12 +219,27 @@ def parse_head(head: str | None) -> tuple[int, str | None]:
 def tsig_secret(data: dict) -> str:
     """The transfer key, kept on the operator's machine (secrets_dir, never in git) so that
     master and secondaries get the same one in the same run; made once."""
-    path = Path(data["secrets_dir"]) / "tsig-transfer.key"
+    path = Path(data["secrets_dir"]) / TSIG_FILE
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(base64.b64encode(random.token_bytes(32)).decode() + "\n")
-        path.chmod(0o600)
+        write_secret(path, base64.b64encode(random.token_bytes(32)).decode() + "\n")
     return path.read_text().strip()
+
+
+def tsig_problems(data: dict) -> list[str]:
+    """What is wrong with the transfer key file, if there is one (never its content)."""
+    path = Path(data["secrets_dir"]) / TSIG_FILE
+    if not path.exists():
+        return []
+    try:
+        key = base64.b64decode(path.read_text().strip(), validate=True)
+    except (OSError, UnicodeDecodeError, binascii.Error, ValueError) as e:
+        key, error = b"", type(e).__name__
+    else:
+        error = f"{len(key)} bytes"
+    if len(key) < 32:  # RFC 2104 3: no shorter than the hash's output (hmac-sha256: 32 bytes)
+        return [f"{path} is not a base64 key of 32 bytes or more ({error}); remove it to make a new one, "
+                "then deploy every name server"]
+    return []
 
 
 def context(data: dict) -> dict:

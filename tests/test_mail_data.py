@@ -20,10 +20,18 @@ GROUPS = {
 SYSTEM13 = {"debian": 13, "container": "none", "heads": {}}
 
 
-@pytest.fixture
-def data(tmp_path):
+@pytest.fixture(scope="module")
+def password_file(tmp_path_factory) -> str:
+    """The users' hashes, made once: each takes a while, on purpose."""
+    secrets = tmp_path_factory.mktemp("secrets")
     for user in ("alice@example.org", "bob@example.net"):
-        store(tmp_path, user, "correct horse battery")
+        store(secrets, user, "correct horse battery")
+    return (secrets / mail.PASSWORDS).read_text()
+
+
+@pytest.fixture
+def data(tmp_path, password_file):
+    (tmp_path / mail.PASSWORDS).write_text(password_file)
 
     def make(host="mx.example.org", **changes) -> dict:
         base = DEFAULTS | read_group_data("all") | {
@@ -79,6 +87,23 @@ def test_good_mail_data_has_no_problem(data):
     ({"mail_relay_networks": ["10.0.0.0/33"]}, "mail_relay_networks[0]: '10.0.0.0/33' is not an IP"),
     ({"mta": "sendmail"}, "mta: 'sendmail' is not"),
     ({"mail_max_size": "big"}, "mail_max_size: 'big' is not a size"),
+    ({"mail_max_size": True}, "mail_max_size: True is not a size"),
+    ({"mail_aliases": {"info@example.org": ["info@example.org"]}}, "mail_aliases['info@example.org']: delivers to"),
+    ({"mail_aliases": {"a@example.org": ["b@example.org"], "b@example.org": ["c@example.net"],
+                       "c@example.net": ["a@example.org"]}},
+     "mail_aliases['a@example.org']: loops: a@example.org -> b@example.org -> c@example.net -> a@example.org"),
+    ({"mail_aliases": {"Info@example.org": ["bob@example.net"], "info@example.org": ["bob@example.net"]}},
+     "mail_aliases['Info@example.org']: is there twice"),
+    ({"mail_aliases": {"info@example.org": ["carol@example.org"]}}, "carol@example.org is neither a mailbox"),
+    ({"mail_users": ["Alice@example.org"]}, "mail_users[0]: 'Alice@example.org' is not lower case"),
+    ({"mail_users": ["alice@example.org", "alice@example.org"]}, "mail_users[1]: 'alice@example.org' is listed"),
+    ({"mail_users": "alice@example.org"}, "mail_users: 'alice@example.org' is not a list"),
+    ({"mail_relay_networks": ["0.0.0.0/0"]}, "mail_relay_networks[0]: 0.0.0.0/0 opens this to the whole internet"),
+    ({"mail_relay_networks": ["2000::/12"]}, "mail_relay_networks[0]: 2000::/12 opens"),
+    ({"mail_outbound_relay": "false"}, "mail_outbound_relay: 'false' is not True or False"),
+    ({"tls_acme_email": "x`reboot`@example.org"}, "tls_acme_email: 'x`reboot`@example.org' is not an address"),
+    ({"dkim_selector": "../../etc/x"}, "dkim_selector: '../../etc/x' is not a selector"),
+    ({"dkim_selector": "s1\n"}, "dkim_selector: 's1\\n' is not a selector"),
 ])
 def test_bad_mail_data_is_named(data, changes, says):
     found = problems("mx.example.org", data(**changes))
@@ -136,3 +161,15 @@ def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
     dovecot = imap.files(d, SYSTEM13)[-1].content
     assert "unix_listener /run/dovecot/auth-exim" in dovecot and "postfix" not in dovecot
     assert dkim.files(d, SYSTEM13) == [] and dkim.signer(d) == "Debian-exim"
+
+
+def test_broken_password_lines_are_named_by_number_and_kept(data, tmp_path):
+    path = tmp_path / mail.PASSWORDS
+    good = path.read_text()
+    path.write_text(good + "carol@example.org\n\ndave@example.org {PLAIN}pass word\n")
+    found = problems("mx.example.org", data())
+    assert [p for p in found if "mail-passwords: lines 3, 5 are not" in p] and "pass word" not in "".join(found)
+    assert set(mail.password_hashes(data())) == {"alice@example.org", "bob@example.net"}
+    with pytest.raises(ValueError, match="lines 3, 5"):  # a broken file is never rewritten
+        store(tmp_path, "erin@example.org", "correct horse battery")
+    assert path.read_text().startswith(good)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades
-from tasks.data import COMPONENTS, DEFAULTS, read_group_data
+from tasks.data import DEFAULTS, read_group_data
+from tasks.registry import COMPONENTS, SHARED
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
@@ -95,7 +96,7 @@ def test_upgrades_reboot_follows_data():
 def test_every_setting_is_documented_and_used():
     sources = "".join(p.read_text() for p in [*(REPO / "templates").rglob("*.j2"), *(REPO / "tasks").glob("*.py"),
                                               REPO / "deploy.py"])
-    documented = "".join(Path(c.__file__).read_text() for c in COMPONENTS)
+    documented = "".join(Path(m.__file__).read_text() for m in [*SHARED, *(c.module for c in COMPONENTS)])
     all_py = (REPO / "group_data/all.py").read_text()
     for key in DEFAULTS:
         assert re.search(rf"#[^\n]*\n\s*\"{key}\"", documented), f"{key}: no comment above its default"

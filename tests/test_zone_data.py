@@ -73,6 +73,13 @@ def test_serial_rises_only_with_the_content_and_never_goes_back():
      "zone_records['example.org'][0]: autoconfig has a CNAME and other records"),
     ([{"name": "www", "type": "A", "data": "192.0.2.1"}, {"name": "www", "type": "A", "data": "192.0.2.1"}],
      "zone_records['example.org'][1]: www A 192.0.2.1 is there twice"),
+    # One line each: zone files end a record at the line's end (RFC 1035 5.1).
+    ([{"name": "www", "type": "A", "data": "192.0.2.1\nmail A 192.0.2.66"}],
+     "zone_records['example.org'][0]: data '192.0.2.1\\nmail A 192.0.2.66' must be one line"),
+    ([{"name": "www\r@", "type": "A", "data": "192.0.2.1"}], "name 'www\\r@' is not a name relative to the zone"),
+    ([{"name": "www.example.com.", "type": "A", "data": "192.0.2.1"}], "is not a name relative to the zone"),
+    ([{"name": "www", "type": "A A", "data": "192.0.2.1"}], "type 'A A' is not a record type"),
+    ([{"name": "@", "type": "dnskey", "data": "257 3 13 AA=="}], "DNSKEY records are made by the name server"),
 ])
 def test_bad_records_are_named(records, says):
     found = problems("mx.example.org", data(zone_records={"example.org": records}))
@@ -83,6 +90,31 @@ def test_zone_records_must_have_their_shape():
     for bad in ({"example.com": []}, {"example.org": [{"name": "www", "type": "A"}]}, ["www A 192.0.2.1"]):
         assert problems("mx", data(zone_records=bad)) == [
             'mx: zone_records: must map each of your domains to a list of {"name", "type", "data"}']
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"zone_ttl": "3600\n@ A 192.0.2.66"}, "zone_ttl: '3600\\n@ A 192.0.2.66' is not a number of seconds"),
+    ({"zone_ttl": True}, "zone_ttl: True is not a number of seconds"),
+    ({"zone_ttl": 2**31}, "zone_ttl: 2147483648 is not a number of seconds"),
+    ({"zone_server": "djbdns"}, "zone_server: 'djbdns' is not one of bind, nsd"),
+    ({"zone_spf": 'v=spf1 mx" "-all'}, "zone_spf: 'v=spf1 mx\" \"-all' is not an SPF record"),
+    ({"zone_spf": "v=spf1 mx\n-all"}, "zone_spf: "),
+    ({"zone_caa_issuers": "letsencrypt.org"}, "zone_caa_issuers: 'letsencrypt.org' is not a list"),
+    ({"zone_tls_reports": "tls@reports"}, "zone_tls_reports: 'tls@reports' is not a local part"),
+    ({"domain": "a" * 64 + ".org"}, "domain: 'aaaa"),
+    ({"domain": "example..org"}, "domain: 'example..org' is not a valid lower-case domain name"),
+    ({"ipv4": None}, "ipv4: missing; a name server needs its public address"),
+])
+def test_bad_zone_data_is_named_before_anything_else(changes, says):
+    found = problems("mx.example.org", data(**changes))
+    assert any(says in p for p in found), found
+
+
+def test_a_broken_transfer_key_is_named_without_its_content(tmp_path):
+    (tmp_path / zone.TSIG_FILE).write_text("c2hvcnQ=\n")  # 5 bytes
+    found = problems("mx.example.org", data(secrets_dir=str(tmp_path)))
+    assert len(found) == 1 and "tsig-transfer.key is not a base64 key of 32 bytes or more (5 bytes)" in found[0]
+    assert "c2hvcnQ" not in found[0]
 
 
 def test_bad_zone_settings_are_named():
