@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: what a deploy costs on one fresh lab host, against the floor of a bare
 `apt-get install` of the same packages on an identical fresh host; then what zones cost
-on master and secondary, for 1, 10 and 100 domains; then mail throughput. Prints figures.
+on master and secondary, for 1, 10 and 100 domains; then mail throughput; then the no-op
+run on 1, 4 and 8 hosts. Prints figures.
 
-    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail]
+    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail|scale]
 
 Boots its own lab of three hosts (replacing any running lab), and takes it down at the end.
 Remote commands are counted inside pyinfra (every shell command and file upload its SSH
@@ -168,15 +169,34 @@ def mail_throughput(hosts: dict, count: int = 500) -> None:
     print(f"  {'stock postfix, same host (no checks)':38} {base[0]:6.1f} accepted/s  {base[1]:6.1f} delivered/s")
 
 
+def scale(release: str) -> None:
+    """The no-op run on 1, 4 and 8 hosts with the hardening components (the lab's hosts
+    outside the site), with its remote commands per host: hosts run in parallel, so 8 hosts
+    should cost little more than one."""
+    sh(sys.executable, REPO / "lab/lab.py", "up", "-n", "10", "--release", release)
+    sh(PYTHON, REPO / "lab/root.py", "init")
+    BOOTSTRAPPED.clear()
+    names = [f"lab{i}" for i in range(3, 11)]
+    deploy("--limit", ",".join(names), bootstrap=True)
+    print("No-op run, hardening components (admin, ssh, bans, clock, upgrades, resolver, firewall)")
+    one = None
+    for n in (1, 4, 8):
+        seconds, counts = deploy("--limit", ",".join(names[:n]))
+        one = one or seconds
+        print(figures(f"{n} host(s)", seconds, {k: round(v / n) for k, v in counts.items()},
+                      f" per host  ({seconds / one:.2f} x one host)"))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--release", default="trixie", choices=["trixie", "bookworm"])
-    p.add_argument("--only", choices=["hardening", "zones", "mail"], help="one part only")
+    p.add_argument("--only", choices=["hardening", "zones", "mail", "scale"], help="one part only")
     a = p.parse_args()
     sys.path.insert(0, str(REPO))
-    sh(sys.executable, REPO / "lab/lab.py", "up", "-n", "3", "--release", a.release)
-    sh(PYTHON, REPO / "lab/root.py", "init")
-    hosts = json.loads((LAB / "hosts.json").read_text())["hosts"]
+    if a.only != "scale":
+        sh(sys.executable, REPO / "lab/lab.py", "up", "-n", "3", "--release", a.release)
+        sh(PYTHON, REPO / "lab/root.py", "init")
+    hosts = json.loads((LAB / "hosts.json").read_text())["hosts"] if a.only != "scale" else {}
     try:
         print(f"Debian {a.release}")
         if a.only in (None, "hardening"):
@@ -185,6 +205,8 @@ def main():
             zones()
         if a.only in (None, "mail"):
             mail_throughput(hosts)
+        if a.only in (None, "scale"):
+            scale(a.release)
     finally:
         sh(sys.executable, REPO / "lab/lab.py", "down", check=False)
 
