@@ -12,6 +12,7 @@ from pyinfra.api import deploy
 
 from tasks import mail
 from tasks.util import FILES, ConfigFile, activate, install_files, render
+from tasks.validate import DURATION, is_integer, rule, scalar
 
 DEFAULTS = {
     # How long a ban lasts (fail2ban time syntax: 10m, 1h, 1d).
@@ -20,6 +21,12 @@ DEFAULTS = {
     "bans_find_time": "10m",
     # Failures that trigger a ban; sshd's aggressive mode counts a few per bad login.
     "bans_max_retry": 5,
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    **{k: scalar(rule(lambda v: is_integer(v, 1, 10**9) or isinstance(v, str) and DURATION.fullmatch(v),
+                      "is not a duration (600, 10m, 1h, 1d)")) for k in ("bans_time", "bans_find_time")},
+    "bans_max_retry": scalar(rule(lambda v: is_integer(v, 1, 1000), "is not a positive number")),
 }
 # python3-systemd: the journal backend; nftables: the ban action's `nft` command.
 PACKAGES = ["fail2ban", "python3-systemd", "nftables"]

@@ -10,11 +10,17 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks.util import FILES, ConfigFile, activate, install_files, reload_unit_files, render
+from tasks.validate import NTP_SOURCE, listing, rule
 
 DEFAULTS = {
     # NTP servers or pools ("pool 2.debian.pool.ntp.org iburst" lines). Empty keeps
     # Debian's pool; set your provider's servers when outbound NTP is filtered.
     "clock_ntp_servers": [],
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "clock_ntp_servers": listing(rule(lambda v: isinstance(v, str) and NTP_SOURCE.fullmatch(v),
+                                      "is not a chrony source line (pool 2.debian.pool.ntp.org iburst)")),
 }
 PACKAGES = ["chrony", "tzdata"]
 UNITS = {"chrony": "restart"}

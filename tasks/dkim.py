@@ -17,10 +17,16 @@ from pyinfra.operations import server
 
 from tasks import mail
 from tasks.util import ConfigFile, activate, install_files, render
+from tasks.validate import SELECTOR, optional, rule, scalar
 
 DEFAULTS = {
     # The DKIM selector; empty: the one the host made (YYYYMM of its first deploy).
     "dkim_selector": "",
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "dkim_selector": scalar(optional(rule(lambda v: isinstance(v, str) and SELECTOR.fullmatch(v),
+                                          "is not a selector (lower case, digits, -)"))),
 }
 PACKAGES = ["opendkim", "opendkim-tools"]
 UNITS = {"opendkim": "restart"}

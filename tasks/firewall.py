@@ -13,6 +13,7 @@ import ipaddress
 from pyinfra.api import deploy
 
 from tasks.util import ConfigFile, activate, install_files, render
+from tasks.validate import IPTABLES_RULE, PORT, is_one_line, listing, rule
 
 DEFAULTS = {
     # More ports to open to everyone, as "tcp/PORT" or "udp/PORT".
@@ -20,6 +21,13 @@ DEFAULTS = {
     # Extra raw rules for the filter table, IPv4 and IPv6 alike (iptables-save syntax,
     # "-A INPUT -s 192.0.2.7 -p tcp --dport 8080 -j ACCEPT"); checked before loading.
     "firewall_extra_rules": [],
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "firewall_extra_ports": listing(rule(lambda v: isinstance(v, str) and (m := PORT.fullmatch(v))
+                                         and 0 < int(m[2]) < 65536, "is not tcp/PORT or udp/PORT")),
+    "firewall_extra_rules": listing(rule(lambda v: is_one_line(v) and IPTABLES_RULE.fullmatch(v),
+                                         "is not one iptables rule (-A INPUT ... -j ACCEPT)")),
 }
 PACKAGES = ["iptables", "iptables-persistent", "netfilter-persistent"]
 # netfilter-persistent's start loads the rules files; a restart reloads them.

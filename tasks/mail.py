@@ -16,6 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks import zone
+from tasks.validate import (
+    BOOLEAN,
+    choice,
+    is_integer,
+    is_mail_address,
+    listing,
+    network_problem,
+    no_duplicates,
+    optional,
+    rule,
+    scalar,
+)
 
 DEFAULTS = {
     # The MTA: postfix (with opendkim, policyd-spf and opendmarc) or exim4 (its own DKIM
@@ -37,6 +49,18 @@ DEFAULTS = {
     "mail_outbound_relay": False,
     # Largest message accepted, in bytes.
     "mail_max_size": 50 * 1024 * 1024,
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "mta": scalar(choice("postfix", "exim4")),
+    "mail_users": lambda k, v: listing(rule(is_mail_address, "is not an address like alice@example.org"))(k, v)
+    or no_duplicates(k, v),
+    "mail_aliases": lambda key, value: aliases_shape(key, value),  # noqa: PLW0108 (defined below)
+    "mail_admin": scalar(optional(rule(is_mail_address, "is not an address"))),
+    "mail_relay_networks": listing(network_problem),
+    "mail_outbound_relay": scalar(BOOLEAN),
+    "mail_max_size": scalar(rule(lambda v: is_integer(v, 1024 * 1024, 2**40),
+                                 "is not a size in bytes of at least 1 MB")),
 }
 # RFC 2142 role addresses of every domain, routed to mail_admin.
 ROLE_ADDRESSES = ("postmaster", "abuse", "hostmaster", "root")
@@ -221,3 +245,15 @@ def alias_loop(every: dict[str, list[str]], start: str) -> list[str] | None:
             path.append(target)
             stack.append(iter(every[target]))
     return None
+
+
+def aliases_shape(key: str, value) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{key}: must map an address to a list of addresses"]
+    out = []
+    for alias, targets in value.items():
+        if not is_mail_address(alias):
+            out.append(f"{key}[{alias!r}]: not an address in one of your domains")
+        if not isinstance(targets, list) or not targets or any(not is_mail_address(t) for t in targets):
+            out.append(f"{key}[{alias!r}]: must be a list of addresses")
+    return out

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from passlib.hash import sha512_crypt
 
-from tasks.data import InventoryError, is_mail_address, is_one_line, read_group_data
+from tasks.data import InventoryError, read_group_data
 from tasks.mail import PASSWORDS, read_passwords
 from tasks.secrets_dir import write_secret
+from tasks.validate import is_mail_address, is_one_line
 
 
 def store(secrets: Path, address: str, password: str) -> None:

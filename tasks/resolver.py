@@ -14,6 +14,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks.util import ConfigFile, activate, install_files, render
+from tasks.validate import forward_problem, is_address, is_one_line, listing, network_problem, rule
 
 DEFAULTS = {
     # LAN networks allowed to use this resolver (the home network of "Bringing E-Mail Server In-House"); the firewall
@@ -29,6 +30,14 @@ DEFAULTS = {
     "resolver_root_hints": [],
     # Trust anchors for the root zone of resolver_root_hints.
     "resolver_trust_anchors": [],
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "resolver_networks": listing(network_problem),
+    "resolver_addresses": listing(rule(is_address, "is not an IP address of this host")),
+    "resolver_forward_tls": listing(forward_problem),
+    **{k: listing(rule(lambda v: is_one_line(v) and '"' not in v and v.strip(), "must be one line of text"))
+       for k in ("resolver_root_hints", "resolver_trust_anchors")},
 }
 PACKAGES = ["unbound", "dns-root-data", "bind9-dnsutils"]  # dig and delv, to look
 UNITS = {"unbound": "restart"}

@@ -12,10 +12,15 @@ Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
 from pyinfra.api import deploy
 
 from tasks.util import ConfigFile, activate, install_files, render
+from tasks.validate import ONE_LINE_TEXT, listing
 
 DEFAULTS = {
     # Extra sshd_config lines, appended to the drop-in as they are (checked by sshd -t).
     "ssh_extra_config": [],
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "ssh_extra_config": listing(ONE_LINE_TEXT),
 }
 PACKAGES = ["openssh-server"]
 UNITS = {"ssh": "reload"}

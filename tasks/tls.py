@@ -19,6 +19,7 @@ from pyinfra.operations import server
 from tasks import mail
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
+from tasks.validate import ACME_URL, is_mail_address, optional, pem_problem, rule, scalar
 
 DEFAULTS = {
     # The ACME directory of the CA.
@@ -28,6 +29,13 @@ DEFAULTS = {
     # PEM of a CA that signs the ACME server's own HTTPS certificate when the system does not
     # trust it (a private or test CA, as the lab's pebble). Empty: the system's trust store.
     "tls_acme_ca_bundle": "",
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "tls_acme_server": scalar(rule(lambda v: isinstance(v, str) and ACME_URL.fullmatch(v),
+                                   "is not an https URL (https://host[:port]/path)")),
+    "tls_acme_email": scalar(optional(rule(is_mail_address, "is not an address like hostmaster@example.org"))),
+    "tls_acme_ca_bundle": scalar(pem_problem),
 }
 PACKAGES = ["certbot", "openssl"]
 PORTS = ["tcp/80"]  # the CA's HTTP-01 check, answered by certbot while it asks

@@ -30,6 +30,19 @@ import dns.rdatatype
 
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, render
+from tasks.validate import (
+    CAA_PARAMETERS,
+    MAILBOX,
+    SPF,
+    choice,
+    is_hostname,
+    is_integer,
+    is_one_line,
+    listing,
+    rule,
+    scalar,
+    show,
+)
 
 DEFAULTS = {
     # The authoritative server: bind (signs inline) or nsd (zones signed by dnssec-signzone).
@@ -51,6 +64,23 @@ DEFAULTS = {
     # More records, per domain: {"example.org": [{"name": "www", "type": "A",
     # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex).
     "zone_records": {},
+}
+# The type and format of each setting, checked before anything connects (tasks/data.py).
+CHECKS = {
+    "zone_server": scalar(choice("bind", "nsd")),
+    # RFC 2181 8: a TTL is an unsigned 31-bit number of seconds.
+    "zone_ttl": scalar(rule(lambda v: is_integer(v, 1, 2**31 - 1), "is not a number of seconds")),
+    "zone_dmarc_policy": scalar(choice("none", "quarantine", "reject")),
+    "zone_mta_sts_mode": scalar(choice("none", "testing", "enforce")),
+    **{k: scalar(rule(lambda v: isinstance(v, str) and MAILBOX.fullmatch(v),
+                      "is not a local part (lower case, digits, . _ -)"))
+       for k in ("zone_dmarc_reports", "zone_tls_reports")},
+    "zone_spf": scalar(rule(lambda v: isinstance(v, str) and SPF.fullmatch(v) and len(v) <= 450,
+                            "is not an SPF record (v=spf1 ... , printable, no quotes)")),
+    "zone_caa_issuers": listing(rule(lambda v: isinstance(v, str) and is_hostname(v.split(";")[0])
+                                     and CAA_PARAMETERS.fullmatch(v[len(v.split(";")[0]):]),
+                                     "is not a CA's domain (letsencrypt.org)")),
+    "zone_records": lambda key, value: zone_records_shape(key, value),  # noqa: PLW0108 (defined below)
 }
 TSIG_NAME = "inhouse-transfer"
 TSIG_FILE = "tsig-transfer.key"  # in secrets_dir
@@ -253,3 +283,27 @@ def role(data: dict) -> str:
     if any(h["fqdn"] == name for h in servers(data, "mail")):
         return "master"
     return "secondary" if any(h["fqdn"] == name for h in servers(data, "relay")) else "none"
+
+
+def zone_records_shape(key: str, value) -> list[str]:
+    """The shape of zone_records, and each field on one line: dnspython checks the rest
+    (tasks/zone.py), after the domains are known to be good."""
+    shape = 'must map each of your domains to a list of {"name", "type", "data"}'
+    if not isinstance(value, dict) or any(
+        not isinstance(rs, list) or any(not isinstance(r, dict) or set(r) != {"name", "type", "data"} for r in rs)
+        for rs in value.values()
+    ):
+        return [f"{key}: {shape}"]
+    out = []
+    for z, rs in value.items():
+        for i, r in enumerate(rs):
+            if not isinstance(r["name"], str) or not RELATIVE_NAME.fullmatch(r["name"]):
+                out.append(f"{key}[{z!r}][{i}]: name {show(r['name'])} is not a name relative to the zone "
+                           "(www, _dmarc, @ for the apex)")
+            if not isinstance(r["type"], str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,15}", r["type"]):
+                out.append(f"{key}[{z!r}][{i}]: type {show(r['type'])} is not a record type")
+            elif r["type"].upper() in GENERATED_TYPES:
+                out.append(f"{key}[{z!r}][{i}]: {r['type'].upper()} records are made by the name server")
+            if not is_one_line(r["data"]) or not r["data"].strip():
+                out.append(f"{key}[{z!r}][{i}]: data {show(r['data'])} must be one line of text")
+    return out

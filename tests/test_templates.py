@@ -120,3 +120,10 @@ def test_resolver_forwards_over_tls_and_trusts_its_own_root_when_told():
     assert 'local-zone: "test." nodefault' in conf and 'root-hints: "/etc/unbound/inhouse-root.hints"' in conf
     assert 'trust-anchor-file: "/etc/unbound/inhouse-root.anchor"' in lab[resolver.DEBIAN_ANCHOR]
     assert lab["/etc/unbound/inhouse-root.anchor"] == ". IN DS 1 13 2 AB\n"
+
+
+def test_each_component_checks_its_own_settings():
+    """Every setting a module defaults has its type and format check beside it (CHECKS)."""
+    for module in [*SHARED, *(c.module for c in COMPONENTS)]:
+        defaults, checks = getattr(module, "DEFAULTS", {}), getattr(module, "CHECKS", {})
+        assert set(defaults) == set(checks), module.__name__
