@@ -131,6 +131,10 @@ class Vantage:
         return r.returncode == 0
 
 
+# Where the tests' own clients run (dnspython, smtplib, ssl): this machine.
+HERE = Vantage("this machine", "", None, None, None)
+
+
 @pytest.fixture(scope="session")
 def inventory(request) -> tuple[dict, bool]:
     """(name -> merged data of every host, whether this is the lab)."""

@@ -16,6 +16,7 @@ import dns.rdatatype
 import pytest
 
 from tasks import zone
+from tests.conftest import HERE
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +114,11 @@ def ask(address: str, name: str, rtype: str) -> dns.message.Message:
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-def test_every_name_server_answers_with_authority_and_the_same_data(family, on_server, observer, zone_data):
+def test_every_name_server_answers_with_authority_and_the_same_data(family, on_server, zone_data):
     """Each name server answers for the zones itself (aa), and the secondaries serve what the
     master does: the same SOA serial, records and signatures."""
     selector = on_server.check_output("head -n 1 /etc/inhouse/dkim/current")
-    servers = {ns["fqdn"]: observer.route_to(ns[family], f"{ns['fqdn']}'s {family} address")
+    servers = {ns["fqdn"]: HERE.route_to(ns[family], f"{ns['fqdn']}'s {family} address")
                for ns in name_servers(zone_data)}
     assert len(servers) >= 2, "a master and a secondary"
     for z in zone.zones(zone_data):
