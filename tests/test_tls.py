@@ -7,6 +7,7 @@ renewals that every service serves without a manual step."""
 import hashlib
 import json
 import socket
+import ssl
 import subprocess
 import time
 
@@ -20,9 +21,6 @@ from tests.conftest import Endpoint
 
 # Port: how TLS starts there (None: at once).
 PORTS = {25: "smtp", 143: "imap", 465: None, 587: "smtp", 993: None}
-# Where users log in: Mozilla "intermediate" (ECDHE key exchange, AEAD ciphers only). Port 25
-# keeps more ciphers: a sender's weaker TLS still beats plain text (RFC 7435).
-LOGIN_PORTS = (143, 465, 587, 993)
 
 
 def run_testssl(tmp_path, mx: Endpoint, root: str | None, port: int, starttls: str | None) -> subprocess.Popen:
@@ -52,9 +50,10 @@ def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, world, tmp_path):
         assert "offered" in by_id["TLS1_2"]["finding"] and "offered" in by_id["TLS1_3"]["finding"], port
         assert by_id["cert_chain_of_trust"]["severity"] == "OK", (port, by_id["cert_chain_of_trust"])
         assert by_id["cert_trust"]["severity"] == "OK", (port, by_id["cert_trust"])  # the name matches
-        if port in LOGIN_PORTS:
-            offered = [f["id"] for f in found if f["id"].startswith("cipherlist_") and f["finding"] != "not offered"]
-            assert offered == ["cipherlist_STRONG_FS"], (port, offered)
+        # Mozilla "intermediate": AEAD ciphers only (testssl 3.0 calls them STRONG, CBC ones
+        # AVERAGE), with forward secrecy (no RSA key exchange: test_no_cipher_without_ecdhe).
+        offered = [f["id"] for f in found if f["id"].startswith("cipherlist_") and f["finding"] != "not offered"]
+        assert offered == ["cipherlist_STRONG"] and by_id["PFS"]["finding"] == "offered", (port, offered)
         bad = [(f["id"], f["severity"], f["finding"]) for f in found if f["severity"] in ("HIGH", "CRITICAL")]
         assert not bad, (port, bad)
 
@@ -77,6 +76,17 @@ def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
                 mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
             der = tls.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der)
+
+
+def test_no_cipher_without_ecdhe(mx):
+    """A client that offers only RSA key exchange (no forward secrecy) gets no session."""
+    rsa_only = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    rsa_only.check_hostname, rsa_only.verify_mode = False, ssl.CERT_NONE
+    rsa_only.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 has no RSA key exchange at all
+    rsa_only.set_ciphers("kRSA")
+    for port in PORTS:
+        with pytest.raises(ssl.SSLError):
+            served_certificate(Endpoint(mx.name, mx.address, rsa_only), port)
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
