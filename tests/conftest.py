@@ -8,15 +8,19 @@ lab2 and the attacker lab3. They are deployed like the server; the tests use the
 namespaces as vantage points: commands run from this machine inside their namespace, so
 traffic leaves from their addresses across the lab bridge, as from another server.
 
-On a real server (`--inventory inventory.py --target mx.example.org -m "not lab"`): this
-machine is observer and attacker; it is the operator, so its failed logins are never banned.
-Tests marked `lab` (bans, reboot, deploys, fault injection) need the lab's spare hosts.
+On a real server (`--inventory inventory.py --target mx.example.org -m "not lab" tests`):
+this machine is observer and attacker; it is the operator, so its failed logins are never
+banned. It connects as pyinfra does, from the inventory's host data (`ssh_client_options`).
+Tests marked `lab` (each with its reason) need the lab's spare hosts, known passwords or
+outside.test. An inventory is the lab's only at .lab/inventory.py: a copy elsewhere is a
+real server to the tests (lab/test checks the production path that way).
 
 Lab tests need a deployed lab (lab/test does it all); without one they fail, never skip.
 """
 
 import imaplib
 import json
+import os
 import re
 import runpy
 import smtplib
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from pyinfra.connectors.ssh import connector_data_meta
 
 from tasks import mail, registry
 from tasks.data import inventory_hosts
@@ -47,41 +52,87 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.module.__name__.endswith("test_logs"))
 
 
+def is_lab_inventory(config) -> bool:
+    return Path(config.getoption("--inventory")).resolve() == LAB / "inventory.py"
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """A skipped test proves nothing: the run fails if any test was skipped."""
+    """A skipped test proves nothing: on the lab the run fails if any test was skipped. A
+    real server may lack what a test needs (IPv6 from this machine): -ra lists the skips."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter and reporter.stats.get("skipped") and exitstatus == 0:
+    if reporter and reporter.stats.get("skipped") and exitstatus == 0 and is_lab_inventory(session.config):
         session.exitstatus = 1
+
+
+def pyinfra_ssh(data: dict, key: str) -> str | None:
+    """A setting of pyinfra's ssh connector for a host: its data, else pyinfra's default."""
+    value = data.get(key)
+    return value if value not in (None, "") else connector_data_meta[key].default
+
+
+def known_hosts_file(data: dict) -> str:
+    return os.path.expanduser(pyinfra_ssh(data, "ssh_known_hosts_file") or "~/.ssh/known_hosts")
+
+
+def ssh_client_options(name: str, data: dict) -> list[str]:
+    """OpenSSH options that reach a host as pyinfra's ssh connector does, from the same host
+    data: its config file (default ~/.ssh/config), port, known-hosts file (default
+    ~/.ssh/known_hosts) and strictness (default accept-new). The host key is looked up under
+    the name pyinfra connects to (ssh_hostname, "[name]:port" off port 22, as paramiko
+    does), whichever of the host's addresses a test connects to."""
+    hostname = data.get("ssh_hostname") or name
+    port = int(data.get("ssh_port") or 22)
+    config = pyinfra_ssh(data, "ssh_config_file") or os.path.expanduser("~/.ssh/config")
+    return ["-F", config if Path(config).exists() else "/dev/null", "-p", str(port),
+            "-o", f"HostKeyAlias={hostname if port == 22 else f'[{hostname}]:{port}'}",
+            "-o", f"UserKnownHostsFile={known_hosts_file(data)}",
+            "-o", f"StrictHostKeyChecking={pyinfra_ssh(data, 'ssh_strict_host_key_checking')}"]
 
 
 @dataclass
 class Vantage:
-    """A place to look from: a lab host's network namespace, or this machine (netns None)."""
+    """A host to look from or at: a lab host's network namespace, or this machine (netns None)."""
 
     name: str
     ipv4: str
     ipv6: str | None
     netns: str | None
     key: str | None  # SSH key to log in with; None: the user's own
+    ssh_options: tuple[str, ...] = ()  # how clients reach this host's sshd (ssh_client_options)
 
     def run(self, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=timeout)
 
-    def ssh(self, target: str, user: str, *options: str, command: str = "true"):
-        """An SSH login from here to `target`, as a client would try."""
-        key = ["-i", self.key, "-o", "IdentitiesOnly=yes"] if self.key else []
-        known = ["-o", f"UserKnownHostsFile={LAB / 'known_hosts'}"] if self.netns else []
+    def route_to(self, address: str | None, what: str) -> str:
+        """`address` once we know this vantage has a route to it; skips (listed by -ra) when
+        there is no such address (the server has no IPv6) or no route (this machine has none)."""
+        if not address:
+            pytest.skip(f"{what}: none in the inventory")
+        if self.run("ip", "route", "get", address, timeout=10).returncode != 0:
+            pytest.skip(f"{what}: {self.name} has no route to {address}")
+        return address
+
+    def reach(self, target: "Vantage", family: str = "ipv4") -> str:
+        return self.route_to(getattr(target, family), f"{target.name}'s {family} address")
+
+    def ssh(self, target: "Vantage", user: str, *options: str, family: str = "ipv4", command: str = "true"):
+        """An SSH login from here to `target` as a client would try, trusting only the host
+        keys pyinfra trusts for it."""
+        key = ["-i", os.path.expanduser(self.key), "-o", "IdentitiesOnly=yes"] if self.key else []
         return self.run(
-            "timeout", "20", "ssh", "-F", "/dev/null", *key, *known, "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *options, f"{user}@{target}", command,
-            timeout=30,
+            "timeout", "20", "ssh", *target.ssh_options, *key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            *options, f"{user}@{self.reach(target, family)}", command, timeout=30,
         )
 
     def tcp_open(self, target: str, port: int) -> bool:
         """Whether a TCP connection from here to target:port is accepted."""
         r = self.run("timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{target}/{port}", timeout=10)
         return r.returncode == 0
+
+
+# Where the tests' own clients run (dnspython, smtplib, ssl): this machine.
+HERE = Vantage("this machine", "", None, None, None)
 
 
 @pytest.fixture(scope="session")
@@ -111,9 +162,8 @@ def site(inventory, target) -> dict:
 def vantage(inventory, name: str) -> Vantage:
     hosts, is_lab = inventory
     data = hosts[name]
-    key = data.get("ssh_key")
     return Vantage(name, data.get("ipv4") or data.get("ssh_hostname") or name, data.get("ipv6"),
-                   f"ihlab-{name}" if is_lab else None, key)
+                   f"ihlab-{name}" if is_lab else None, data.get("ssh_key"), tuple(ssh_client_options(name, data)))
 
 
 def lab_only(inventory, role: str):
@@ -146,22 +196,30 @@ def attacker(inventory, site, on_server):
 
 
 def write_ssh_config(path: Path, name: str, data: dict) -> Path:
-    """OpenSSH client config for testinfra: the admin, the key, one shared connection."""
-    lines = [f"Host {name}", f"HostName {data.get('ssh_hostname') or name}",
-             f"User {data['admin_user']}", f"Port {data['ssh_port']}", "BatchMode yes",
-             "ControlMaster auto", "ControlPath /tmp/inhouse-%C", "ControlPersist 60", "ServerAliveInterval 5"]
+    """OpenSSH client config for testinfra, from the host data pyinfra connects with: its
+    user (the admin, with sudo), key, port and host keys; one shared connection, its socket
+    beside this file (so a lab run's connection is never reused for a real server's)."""
+    hostname = data.get("ssh_hostname") or name
+    lines = [f"Host {name}", f"HostName {hostname}", f"User {data.get('ssh_user') or data['admin_user']}",
+             f"Port {int(data.get('ssh_port') or 22)}", "BatchMode yes", "ControlMaster auto",
+             f"ControlPath {path.parent}/cm-%C", "ControlPersist 60", "ServerAliveInterval 5",
+             f"UserKnownHostsFile {known_hosts_file(data)}",
+             f"StrictHostKeyChecking {pyinfra_ssh(data, 'ssh_strict_host_key_checking')}"]
     if data.get("ssh_key"):
-        lines += [f"IdentityFile {data['ssh_key']}", "IdentitiesOnly yes"]
-    if data.get("ssh_known_hosts_file"):
-        lines += [f"UserKnownHostsFile {data['ssh_known_hosts_file']}", "StrictHostKeyChecking yes"]
-    path.write_text("\n  ".join(lines) + "\n")
+        lines += [f"IdentityFile {os.path.expanduser(data['ssh_key'])}", "IdentitiesOnly yes"]
+    text = "\n  ".join(lines) + "\n"
+    # Then what pyinfra also reads (ProxyJump and the like); the values above come first and win.
+    config = pyinfra_ssh(data, "ssh_config_file") or os.path.expanduser("~/.ssh/config")
+    if Path(config).exists():
+        text += f"Host *\n  Include {Path(config).resolve()}\n"
+    path.write_text(text)
     return path
 
 
 @pytest.fixture(scope="session")
-def ssh_config(inventory, server, site) -> Path:
-    path = write_ssh_config((LAB if inventory[1] else Path("/tmp")) / f"inhouse-ssh-config-{server.name}",
-                            server.name, site)
+def ssh_config(inventory, server, site, tmp_path_factory) -> Path:
+    folder = LAB if inventory[1] else tmp_path_factory.mktemp("ssh")
+    path = write_ssh_config(folder / f"inhouse-ssh-config-{server.name}", server.name, site)
     yield path
     subprocess.run(["ssh", "-F", str(path), "-O", "exit", server.name], capture_output=True)
 
@@ -232,14 +290,38 @@ def outside(lab_host):
     return lab_host("lab3")
 
 
+@dataclass
+class World:
+    """The internet the server lives in, as its inventory tells: the lab's own (a root zone,
+    an ACME CA and outside.test of its own, also in a copy of the lab's inventory) or the
+    real one. Decides whom the tests trust and what they call a stranger's address."""
+
+    anchors: list[str]  # DS of the inventory's own root zone; empty: the real root (delv knows it)
+    ca_roots: str | None  # PEM roots of the inventory's own ACME CA; None: this machine's trust store
+    stranger: str  # a mail domain that is not ours, for relay attempts
+    stranger_literal: str  # an address literal that is not ours
+
+
 @pytest.fixture(scope="session")
-def tls_context(site) -> ssl.SSLContext:
-    """Trusts what pebble (the lab's ACME CA) signs, as clients trust Let's Encrypt."""
-    lab_ca = ssl.create_default_context(cadata=site["tls_acme_ca_bundle"])
-    management = site["tls_acme_server"].replace(":14000/dir", ":15000/roots/0")
-    with urllib.request.urlopen(management, context=lab_ca, timeout=10) as r:
-        root = r.read().decode()
-    return ssl.create_default_context(cadata=root)
+def world(inventory, site) -> World:
+    ca_roots = None
+    if site["tls_acme_ca_bundle"]:  # a private ACME CA: pebble (the lab's) gives its roots on 15000
+        lab_ca = ssl.create_default_context(cadata=site["tls_acme_ca_bundle"])
+        management = site["tls_acme_server"].replace(":14000/dir", ":15000/roots/0")
+        with urllib.request.urlopen(management, context=lab_ca, timeout=10) as r:
+            ca_roots = r.read().decode()
+    if site["resolver_trust_anchors"]:
+        ours = {h["fqdn"] for hosts in site["zone_hosts"].values() for h in hosts}
+        outside = [d["ipv4"] for d in inventory[0].values() if d["fqdn"] not in ours and d.get("ipv4")]
+        return World(site["resolver_trust_anchors"], ca_roots, "outside.test", f"[{(outside or ['192.0.2.1'])[0]}]")
+    # RFC 2606 and RFC 5737 names: no one's mail, and nothing is ever sent (no DATA).
+    return World([], ca_roots, "example.com", "[192.0.2.1]")
+
+
+@pytest.fixture(scope="session")
+def tls_context(world) -> ssl.SSLContext:
+    """Trusts what the server's ACME CA signs, as clients trust Let's Encrypt."""
+    return ssl.create_default_context(cadata=world.ca_roots) if world.ca_roots else ssl.create_default_context()
 
 
 class Endpoint:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 
-def fail_logins(source, target: str, times: int):
+def fail_logins(source, target, times: int):
     for _ in range(times):
         source.ssh(target, "intruder", "-o", "ConnectTimeout=3")
 
@@ -30,10 +30,10 @@ def wait_for(predicate, timeout=20.0):
     return False
 
 
-@pytest.mark.lab
+@pytest.mark.lab("gets its attacker banned: needs a spare host to ban")
 def test_repeated_failed_logins_ban_the_host_and_unban_lets_it_back(on_server, server, attacker):
     assert attacker.tcp_open(server.ipv4, 22), "the attacker must start unbanned"
-    fail_logins(attacker, server.ipv4, 8)
+    fail_logins(attacker, server, 8)
     assert wait_for(lambda: attacker.ipv4 in banned(on_server)), "not banned after 8 failures"
     # The ban is a firewall block, not sshd refusing the login: no TCP connection at all.
     assert not attacker.tcp_open(server.ipv4, 22)
@@ -47,7 +47,7 @@ def test_repeated_failed_logins_ban_the_host_and_unban_lets_it_back(on_server, s
     assert wait_for(lambda: attacker.tcp_open(server.ipv4, 22)), "still blocked after unban"
 
 
-@pytest.mark.lab
+@pytest.mark.lab("fails logins from the operator: a wrong operator_networks would lock you out")
 def test_operator_address_is_never_banned(on_server, server, site, lab):
     operator = site["operator_networks"][0]  # this machine, on the lab bridge
     for _ in range(8):  # from this machine itself: the operator, on the bridge
@@ -96,7 +96,7 @@ def mail_jails(on_server, attacker, site):
         on_server.run("fail2ban-client reload --restart --unban %s", jail)
 
 
-@pytest.mark.lab
+@pytest.mark.lab("gets its attacker banned from mail: needs a spare host to ban")
 @pytest.mark.parametrize("port", [993, 587])
 def test_repeated_failed_mail_logins_ban_the_host(on_server, server, attacker, mail_jails, port):
     jail = mail_jails[port]

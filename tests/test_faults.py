@@ -13,7 +13,7 @@ CASES = {
 }
 
 
-@pytest.mark.lab
+@pytest.mark.lab("deploys broken configs")
 @pytest.mark.parametrize("case", CASES)
 def test_broken_config_fails_the_deploy_and_keeps_the_old_one(case, deploy, on_server, server, observer, site):
     key, value, path, message = CASES[case]
@@ -25,5 +25,5 @@ def test_broken_config_fails_the_deploy_and_keeps_the_old_one(case, deploy, on_s
     assert on_server.check_output("sha256sum %s", path) == old
     assert not on_server.file(f"{path}.new").exists and not on_server.file(f"{path}.bak").exists
     assert on_server.check_output("sshd -T; iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'") == live
-    r = observer.ssh(server.ipv4, site["admin_user"])  # a new login, not the test's connection
+    r = observer.ssh(server, site["admin_user"])  # a new login, not the test's connection
     assert r.returncode == 0, r.stderr

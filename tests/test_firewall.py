@@ -36,7 +36,7 @@ def test_only_intended_ports_answer_from_another_host(server, observer, listener
     if site["mail_enabled"]:  # SMTP; submission and IMAP on the mail host (80 opens only while certbot asks)
         expected |= {"mail": {25, 465, 587, 143, 993}, "relay": {25}, "none": set()}[mail.role(site)]
     options = ["-6"] if family == "ipv6" else []
-    assert open_ports(observer, getattr(server, family), *options) == expected
+    assert open_ports(observer, observer.reach(server, family), *options) == expected
 
 
 def test_unlisted_service_answers_on_loopback_only(on_server, server, observer, listener):

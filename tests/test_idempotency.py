@@ -7,7 +7,7 @@ def started(on_server, services) -> dict:
     return {s: on_server.check_output("systemctl show -P ActiveEnterTimestampMonotonic %s", s) for s in services}
 
 
-@pytest.mark.lab
+@pytest.mark.lab("deploys")
 def test_second_deploy_changes_and_restarts_nothing(deploy, on_server, services):
     before = started(on_server, services)
     rules = on_server.check_output("iptables-save -c | grep -v '^#'")

@@ -14,7 +14,7 @@ CLIENT_FAULT = re.compile(r"SSL_(accept|read|write)|TLS handshak|TLS library pro
                           r"|SMTP (syntax|protocol) error")
 
 
-@pytest.mark.lab
+@pytest.mark.lab("judges the journal since boot: a real server's holds the internet's traffic too")
 def test_mail_logs_have_no_errors(on_server, services):
     units = [u for u in services if u in ("postfix", "exim4", "dovecot", "opendkim", "opendmarc")]
     assert units, "no mail services on the server"

@@ -14,14 +14,14 @@ def snapshot(host, services) -> dict:
     }
 
 
-@pytest.mark.lab
+@pytest.mark.lab("reboots the server")
 def test_reboot_keeps_services_and_firewall(on_server, server, observer, site, services):
     before = snapshot(on_server, services)
     assert all(before["services"].values()), before["services"]
     on_server.run("systemctl reboot")
     time.sleep(2)
     deadline = time.time() + 90
-    while time.time() < deadline and observer.ssh(server.ipv4, site["admin_user"]).returncode != 0:
+    while time.time() < deadline and observer.ssh(server, site["admin_user"]).returncode != 0:
         time.sleep(1)
     on_server.run("systemctl is-system-running --wait")
     after = snapshot(on_server, services)

@@ -1,7 +1,8 @@
-"""TLS of the mail services, as clients and scanners see it: Mozilla "intermediate" on 465,
-587 and 993 (testssl: TLS 1.2 and 1.3 only, no HIGH or CRITICAL finding), the full chain
-from the ACME CA, a TLSA record that names the served key, and renewals that every service
-serves without a manual step."""
+"""TLS of the mail services, as clients and scanners see it: on every mail port (25, 143,
+465, 587, 993) TLS 1.2 and 1.3 only, no HIGH or CRITICAL finding of testssl, the full chain
+from the ACME CA for the host's name; Mozilla "intermediate" ciphers (ECDHE, AEAD) where
+clients log in (465, 587, 993, 143); a TLSA record that names the served key on each MX;
+renewals that every service serves without a manual step."""
 
 import hashlib
 import json
@@ -18,14 +19,18 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import Endpoint
 
-PORTS = {465: None, 587: "smtp", 993: None}
+# Port: how TLS starts there (None: at once).
+PORTS = {25: "smtp", 143: "imap", 465: None, 587: "smtp", 993: None}
 
 
-def run_testssl(tmp_path, mx: Endpoint, root: str, port: int, starttls: str | None) -> subprocess.Popen:
-    ca = tmp_path / "ca.pem"
-    ca.write_text(root)
-    args = ["testssl", "--quiet", "--nodns", "min", "--warnings", "off", "--color", "0", "--add-ca", str(ca),
-            "--ip", mx.address, "-oJ", str(tmp_path / f"{port}.json")]
+def run_testssl(tmp_path, mx: Endpoint, root: str | None, port: int, starttls: str | None) -> subprocess.Popen:
+    # Protocols, cipher classes, forward secrecy, preference, certificate, vulnerabilities;
+    # not the browser simulations and HTTP headers: half the time, and nothing a mail port has.
+    args = ["testssl", "--quiet", "--nodns", "min", "--warnings", "off", "--color", "0", "-p", "-s", "-f", "-P",
+            "-S", "-U", "--ip", mx.address, "-oJ", str(tmp_path / f"{port}.json")]
+    if root:  # the inventory's own CA (the lab's pebble); else the trust store testssl ships
+        (tmp_path / "ca.pem").write_text(root)
+        args += ["--add-ca", str(tmp_path / "ca.pem")]
     args += ["-t", starttls] if starttls else []
     return subprocess.Popen([*args, f"{mx.name}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -36,13 +41,8 @@ def findings(report) -> list[dict]:
     return [f for v in report for f in findings(v)] if isinstance(report, list) else []
 
 
-@pytest.fixture(scope="session")
-def pebble_root(tls_context) -> str:
-    return "".join(ssl.DER_cert_to_PEM_cert(c) for c in tls_context.get_ca_certs(binary_form=True))
-
-
-def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, pebble_root, tmp_path):
-    scans = {port: run_testssl(tmp_path, mx, pebble_root, port, starttls) for port, starttls in PORTS.items()}
+def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, world, tmp_path):
+    scans = {port: run_testssl(tmp_path, mx, world.ca_roots, port, starttls) for port, starttls in PORTS.items()}
     for port, scan in scans.items():
         scan.wait(timeout=600)
         found = findings(json.loads((tmp_path / f"{port}.json").read_text()))
@@ -51,20 +51,44 @@ def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, pebble_root, tmp_p
             assert by_id[old]["finding"] == "not offered", (port, by_id[old])
         assert "offered" in by_id["TLS1_2"]["finding"] and "offered" in by_id["TLS1_3"]["finding"], port
         assert by_id["cert_chain_of_trust"]["severity"] == "OK", (port, by_id["cert_chain_of_trust"])
+        assert by_id["cert_trust"]["severity"] == "OK", (port, by_id["cert_trust"])  # the name matches
+        # Mozilla "intermediate": AEAD ciphers only (testssl 3.0 calls them STRONG, CBC ones
+        # AVERAGE), with forward secrecy (no RSA key exchange: test_no_cipher_without_ecdhe).
+        offered = [f["id"] for f in found if f["id"].startswith("cipherlist_") and f["finding"] != "not offered"]
+        assert offered == ["cipherlist_STRONG"] and by_id["PFS"]["finding"] == "offered", (port, offered)
         bad = [(f["id"], f["severity"], f["finding"]) for f in found if f["severity"] in ("HIGH", "CRITICAL")]
         assert not bad, (port, bad)
 
 
 def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
-    """The leaf a client gets on `port`, verified against the CA (STARTTLS on 25 and 587)."""
+    """The leaf a client gets on `port`, verified against the CA for the host's name
+    (STARTTLS on 25, 587 and 143)."""
     if port in (25, 587):
         with mx.smtp(port) as s:
             der = s.sock.getpeercert(binary_form=True)
+    elif port == 143:
+        with socket.create_connection((mx.address, port), timeout=10) as sock:
+            sock.recv(1024)  # the greeting
+            sock.sendall(b"a STARTTLS\r\n")
+            assert sock.recv(1024).startswith(b"a OK"), "no STARTTLS on 143"
+            with mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
+                der = tls.getpeercert(binary_form=True)
     else:
         with socket.create_connection((mx.address, port), timeout=10) as sock, \
                 mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
             der = tls.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der)
+
+
+def test_no_cipher_without_ecdhe(mx):
+    """A client that offers only RSA key exchange (no forward secrecy) gets no session."""
+    rsa_only = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    rsa_only.check_hostname, rsa_only.verify_mode = False, ssl.CERT_NONE
+    rsa_only.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 has no RSA key exchange at all
+    rsa_only.set_ciphers("kRSA")
+    for port in PORTS:
+        with pytest.raises(ssl.SSLError):
+            served_certificate(Endpoint(mx.name, mx.address, rsa_only), port)
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
@@ -77,12 +101,20 @@ def tlsa(server, name: str) -> set[str]:
     return {r.to_text().split()[-1].lower() for rrset in answer.answer for r in rrset if r.rdtype == 52}
 
 
-def test_the_tlsa_record_names_the_served_key(mx, server):
-    cert = served_certificate(mx, 25)
-    assert tlsa(server, mx.name) == {spki_sha256(cert)}
+def test_every_mail_port_serves_the_ca_signed_certificate_for_the_name(mx):
+    certificates = {port: served_certificate(mx, port) for port in PORTS}
+    assert len({c.serial_number for c in certificates.values()}) == 1, "not the same certificate everywhere"
 
 
-@pytest.mark.lab
+@pytest.mark.parametrize("host", ["mail", "relay"])
+def test_the_tlsa_record_names_the_served_key(host, mx, server, mail_data):
+    """On each MX: "3 1 1", the SHA-256 of the key served on 25 (RFC 7672), as DNSSEC signs it."""
+    target = mail_data["zone_hosts"][host][0]
+    cert = served_certificate(Endpoint(target["fqdn"], target["ipv4"], mx.context), 25)
+    assert tlsa(server, target["fqdn"]) == {spki_sha256(cert)}
+
+
+@pytest.mark.lab("renews the certificate: counts against the CA's limits")
 def test_a_forced_renewal_is_served_everywhere_without_a_manual_step(mx, on_server, server):
     ports = (25, 465, 587, 993)
     before = {p: served_certificate(mx, p) for p in ports}

@@ -1,5 +1,6 @@
 """Authoritative DNS and the chain of trust, observed as resolvers and strangers see them:
-every mail record validates from the lab root down, a broken signature is refused,
+every mail record validates from the root down (the lab's root, or the real one), every
+name server answers with authority and the same data, a broken signature is refused,
 changes reach the secondary at once, transfers and recursion are refused to strangers."""
 
 import json
@@ -7,12 +8,15 @@ import re
 import subprocess
 import time
 
+import dns.flags
 import dns.message
 import dns.query
+import dns.rcode
 import dns.rdatatype
 import pytest
 
 from tasks import zone
+from tests.conftest import HERE
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +26,19 @@ def zone_data(site) -> dict:
 
 
 @pytest.fixture(scope="session")
-def delv_anchor(on_server, site) -> str:
-    """The lab root's anchor in delv's syntax, on the server."""
-    anchors = [a.split() for a in site["resolver_trust_anchors"]]
+def validate(on_server, world):
+    """delv as a validating resolver of the server's world sees a name: from the inventory's
+    own root (the lab's, its anchor in the data) through the server's own resolver, which
+    alone recurses for it; else from the real root (delv's built-in anchor) through this
+    machine's resolver. Either way the chain runs from the root through each parent's DS."""
+    if not world.anchors:
+        return lambda name, rtype: subprocess.run(["delv", name, rtype], capture_output=True, text=True, timeout=30)
+    anchors = [a.split() for a in world.anchors]
     text = "trust-anchors {\n" + "".join(
         f'  "{name}" static-ds {tag} {alg} {digest_type} "{digest}";\n' for name, _, _, tag, alg, digest_type, digest
         in anchors) + "};\n"
     on_server.run("printf '%%s' %s > /tmp/inhouse-anchor.conf", text)
-    return "/tmp/inhouse-anchor.conf"
+    return lambda name, rtype: on_server.run("delv -a /tmp/inhouse-anchor.conf @127.0.0.1 %s %s", name, rtype)
 
 
 def names_to_check(data: dict, z: str, selector: str) -> list[tuple[str, str]]:
@@ -38,22 +47,26 @@ def names_to_check(data: dict, z: str, selector: str) -> list[tuple[str, str]]:
            (z, "CAA"), (f"_submission._tcp.{z}", "SRV"), (f"autoconfig.{z}", "CNAME"), (z, "SOA"), (z, "NS"),
            (f"{selector}._domainkey.{z}", "TXT")]
     if z == primary:
-        out += [(mx, "A"), (mx, "AAAA"), (f"ns1.{primary}", "A"), (f"ns2.{primary}", "AAAA")]
+        out += [(mx, "A"), (f"ns1.{primary}", "A")]
+        out += [(f"{h['fqdn']}", "AAAA") for h in zone.servers(data, "mail") if h["ipv6"]]
+        out += [(f"ns2.{primary}", "AAAA") for h in zone.servers(data, "relay")[:1] if h["ipv6"]]
         # DANE: the TLSA of every MX host (the mail host and the relay).
         out += [(f"_25._tcp.{h['fqdn']}", "TLSA") for g in ("mail", "relay") for h in zone.servers(data, g)]
     return out
 
 
-def test_every_mail_record_is_fully_validated_from_the_lab_root(on_server, zone_data, delv_anchor):
+def test_every_mail_record_is_fully_validated_from_the_root(on_server, zone_data, validate):
     selector = on_server.check_output("head -n 1 /etc/inhouse/dkim/current")  # the host made it
     for z in zone.zones(zone_data):
         for name, rtype in names_to_check(zone_data, z, selector):
-            out = on_server.run("delv -a %s @127.0.0.1 %s %s", delv_anchor, name, rtype)
+            out = validate(name, rtype)
             assert "; fully validated" in out.stdout, (name, rtype, out.stdout, out.stderr)
+            # The server's own resolver validates too (the MTA's DANE depends on it).
             answer = on_server.check_output("dig +noall +comments %s %s", name, rtype)
             assert re.search(r"flags: [a-z ]*\bad\b", answer), (name, rtype, answer)
 
 
+@pytest.mark.lab("broken.test is a zone of the lab's root")
 def test_broken_signature_gives_servfail(on_server):
     assert "status: SERVFAIL" in on_server.check_output("dig www.broken.test A")
     # The data is there: only its signature is wrong.
@@ -65,6 +78,7 @@ def soa_serial(host, address: str, z: str) -> int:
     return int(r.stdout.split()[2]) if r.returncode == 0 and r.stdout.split() else 0
 
 
+@pytest.mark.lab("deploys changed zone data")
 def test_changed_data_raises_the_serial_and_reaches_the_secondary(deploy, server, observer, zone_data):
     z, secondary = zone_data["domain"], zone.servers(zone_data, "relay")[0]["ipv4"]
     before = soa_serial(observer, server.ipv4, z)
@@ -87,11 +101,47 @@ def test_changed_data_raises_the_serial_and_reaches_the_secondary(deploy, server
     assert result.returncode == 0 and soa_serial(observer, server.ipv4, z) > after
 
 
+def name_servers(data: dict) -> list[dict]:
+    """Every name server of the zones: the master (mail group) and the secondaries (relay)."""
+    return zone.servers(data, "mail") + zone.servers(data, "relay")
+
+
+def ask(address: str, name: str, rtype: str) -> dns.message.Message:
+    """A resolver's question to a name server: no recursion wanted, DNSSEC records too."""
+    query = dns.message.make_query(name, rtype, want_dnssec=True)
+    query.flags &= ~dns.flags.RD
+    return dns.query.udp_with_fallback(query, address, timeout=5)[0]
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_every_name_server_answers_with_authority_and_the_same_data(family, on_server, zone_data):
+    """Each name server answers for the zones itself (aa), and the secondaries serve what the
+    master does: the same SOA serial, records and signatures."""
+    selector = on_server.check_output("head -n 1 /etc/inhouse/dkim/current")
+    servers = {ns["fqdn"]: HERE.route_to(ns[family], f"{ns['fqdn']}'s {family} address")
+               for ns in name_servers(zone_data)}
+    assert len(servers) >= 2, "a master and a secondary"
+    for z in zone.zones(zone_data):
+        for name, rtype in names_to_check(zone_data, z, selector):
+            answers = {}
+            for ns, address in servers.items():
+                reply = ask(address, name, rtype)
+                assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA, (ns, name, rtype, reply)
+                # Record by record: servers may order an RRset differently.
+                answers[ns] = sorted(f"{rrset.name} {rrset.ttl} {rd}" for rrset in reply.answer for rd in rrset)
+            assert answers[next(iter(servers))], (name, rtype, "no answer")
+            assert len({tuple(a) for a in answers.values()}) == 1, (name, rtype, answers)
+
+
 def test_zone_transfer_needs_the_key(server, observer, attacker, zone_data, tmp_path):
     z = zone_data["domain"]
-    for stranger in (attacker, observer):  # the secondary's own address is not enough
-        out = stranger.run("dig", f"@{server.ipv4}", z, "AXFR").stdout
-        assert "Transfer failed" in out and "SOA" not in out.split("Transfer failed")[0], out
+    for ns in name_servers(zone_data):
+        # Strangers, and the secondary's own address asking the master: the address is not enough.
+        for stranger in {attacker.name: attacker, observer.name: observer}.values():
+            if stranger.ipv4 == ns["ipv4"]:
+                continue
+            out = stranger.run("dig", f"@{ns['ipv4']}", z, "AXFR").stdout
+            assert "Transfer failed" in out and "SOA" not in out.split("Transfer failed")[0], (ns["fqdn"], out)
     key = tmp_path / "transfer.key"
     key.write_text(f'key "{zone.TSIG_NAME}" {{ algorithm hmac-sha256; secret "{zone.tsig_secret(zone_data)}"; }};\n')
     signed = observer.run("dig", "-k", str(key), f"@{server.ipv4}", z, "AXFR").stdout
@@ -110,10 +160,13 @@ def test_signed_zones_pass_ldns_verify_zone(server, observer, zone_data, tmp_pat
         assert r.returncode == 0 and "Zone is verified and complete" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
-def test_recursion_is_refused_to_strangers(server, attacker):
-    for address in (server.ipv4, server.ipv6):
-        out = attacker.run("dig", f"@{address}", "www.broken.test", "A").stdout
-        assert "status: REFUSED" in out and not re.search(r"flags: [a-z ]*\bra\b", out), out
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_recursion_is_refused_to_strangers(family, attacker, zone_data):
+    for ns in name_servers(zone_data):
+        address = attacker.route_to(ns[family], f"{ns['fqdn']}'s {family} address")
+        # A name outside our zones, so only recursion could answer it.
+        out = attacker.run("dig", f"@{address}", "www.example.com", "A").stdout
+        assert "status: REFUSED" in out and not re.search(r"flags: [a-z ]*\bra\b", out), (ns["fqdn"], out)
 
 
 def query(address: str, name: str, rtype: str) -> list[str]:
@@ -135,7 +188,7 @@ def test_spf_and_dmarc_say_what_the_data_says(server, zone_data):
             assert query(server.ipv4, f"{z}._report._dmarc.{primary}", "TXT") == ["v=DMARC1"]
 
 
-@pytest.mark.lab
+@pytest.mark.lab("deploys a LAN address")
 def test_resolver_serves_its_lan_and_refuses_others(deploy, on_server, server, observer, attacker):
     # The home network of "Bringing E-Mail Server In-House": a LAN address of the server, which the observer is on.
     lan = server.ipv4.rsplit(".", 1)[0] + ".111"
