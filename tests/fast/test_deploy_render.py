@@ -24,7 +24,7 @@ from pyinfra_cli.util import exec_file
 
 from tasks import dkim, tls
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
 HASH = "{SHA512-CRYPT}$6$rendersalt$" + "x" * 86
 MX, VPS = "mx.example.org", "vps.example.org"

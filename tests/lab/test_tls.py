@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import Endpoint
+from tests.helpers import Endpoint
 
 # Port: how TLS starts there (None: at once).
 PORTS = {25: "smtp", 143: "imap", 465: None, 587: "smtp", 993: None}

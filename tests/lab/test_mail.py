@@ -26,7 +26,7 @@ import spf
 
 from tasks import dkim as dkim_keys
 from tasks import mail, tls
-from tests.conftest import Endpoint, vantage
+from tests.helpers import Endpoint, vantage
 
 OUTSIDE_USER = "carol@outside.test"
 

@@ -10,7 +10,7 @@ from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades
 from tasks.data import DEFAULTS, read_group_data
 from tasks.registry import COMPONENTS, SHARED
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
 DATA = DEFAULTS | read_group_data("all") | {
     "admin_user": "alice", "admin_ssh_keys": [KEY, KEY.replace("me@", "backup@")],

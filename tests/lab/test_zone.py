@@ -16,7 +16,7 @@ import dns.rdatatype
 import pytest
 
 from tasks import zone
-from tests.conftest import HERE
+from tests.helpers import HERE
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from tasks.data import (
 )
 from tasks.password import store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def public_key(kind=ed25519, **kw) -> str:

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from tests.conftest import ssh_client_options, write_ssh_config
+from tests.helpers import ssh_client_options, write_ssh_config
 
 DATA = {"ssh_hostname": "mx.example.org", "ssh_user": "ops", "admin_user": "ops", "ssh_port": 2222,
         "ssh_key": "~/keys/ops", "ssh_known_hosts_file": "/srv/known_hosts", "ssh_strict_host_key_checking": "yes"}
