@@ -7,7 +7,8 @@ Each component (tasks/<name>.py) says what it needs: packages, files (rendered h
 data only), systemd units, ports. The run reads the host's state once for all of them,
 installs the missing packages in one apt run, then applies the components in this order:
 - admin before ssh: the admin can log in before root logins stop;
-- the certificate before the MTA and IMAP, which serve it; the MTA before dovecot;
+- the certificate before the MTA, IMAP and the MTA-STS policy's nginx, which serve it;
+  the MTA before dovecot;
 - firewall last, with the ports of every enabled component.
 The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
 they appear in the run after the one that made them.
@@ -27,6 +28,7 @@ from tasks import (
     mail,
     mta_exim,
     mta_postfix,
+    mta_sts,
     resolver,
     ssh,
     tls,
@@ -57,6 +59,7 @@ components = [admin, ssh] + [
         (dkim, mail_role == "mail"),
         (dmarc, mail_role == "mail" and data["mta"] == "postfix"),  # exim judges DMARC itself
         (imap, mail_role == "mail"),
+        (mta_sts, mta_sts.serves(data)),  # the policy the zones announce (RFC 8461)
     ) if on
 ]
 zone_master = data["zone_enabled"] and zone.role(data) == "master"
@@ -97,10 +100,10 @@ install_packages([p for c in configs for p in (c.packages(data) if hasattr(c, "p
 # host.loop over every component, run here or not, gives each one's operations the same
 # place on every host; pyinfra tells operations apart by line numbers only, and hosts with
 # different components would otherwise order them in conflicting ways.
-# TLS before the services that serve its certificate; the MTA before dovecot, which puts
-# its sockets into postfix's queue folder.
+# TLS before the services that serve its certificate (the MTA, dovecot, nginx of MTA-STS);
+# the MTA before dovecot, which puts its sockets into postfix's queue folder.
 order = [admin, ssh, bans, clock, upgrades, zone_bind, zone_nsd, resolver, tls, dkim, dmarc, mta_postfix, mta_exim,
-         imap, firewall]
+         imap, mta_sts, firewall]
 for component in host.loop(order):
     if component in configs:
         component.apply(data, configs[component], state)

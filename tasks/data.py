@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import admin, bans, clock, dkim, firewall, mail, resolver, ssh, tls, upgrades, zone
+from tasks import admin, bans, clock, dkim, firewall, mail, mta_sts, resolver, ssh, tls, upgrades, zone
 
 REPO = Path(__file__).resolve().parent.parent
 # Per-host settings of the inventory: public addresses and DNS name (default: the host name).
 HOST_KEYS = ("ipv4", "ipv6", "fqdn")
-COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver, mail, tls, dkim]
+COMPONENTS = [admin, ssh, bans, clock, firewall, upgrades, zone, resolver, mail, tls, dkim, mta_sts]
 # Inventory groups with a role: the mail host (DNS master), the relay (DNS secondary).
 ROLE_GROUPS = ("mail", "relay")
 DEFAULTS = {k: v for c in COMPONENTS for k, v in c.DEFAULTS.items()}
@@ -137,7 +137,7 @@ def problems(name: str, data: dict) -> list[str]:
                 out.append(f"extra_domains[{i}]: {d!r} is listed twice")
     out += zone_problems(data)
     if data.get("mail_enabled") and mail.role(data) != "none":
-        out += mail.problems(data, is_mail_address, is_network)
+        out += mail.problems(data, is_mail_address, is_network) + mta_sts.problems(data)
     if need("admin_user"):
         u = data["admin_user"]
         if not isinstance(u, str) or not USERNAME.match(u):

@@ -1,5 +1,6 @@
-"""TLS: the certificate the MTA and IMAP serve, from an ACME CA (Let's Encrypt by default)
-with certbot, renewed by a timer, for the mail host and the relay.
+"""TLS: the certificate the MTA, IMAP and the MTA-STS policy (tasks/mta_sts.py) serve, from
+an ACME CA (Let's Encrypt by default) with certbot, renewed by a timer, for the mail host
+and the relay; on the mail host it also names mta-sts.DOMAIN of every domain.
 
 The private key is made on the host once and kept: the TLSA record (DANE, "Hosting your own Email with DANE") names
 the key, so renewals never break it. A self-signed certificate lets the services start
@@ -33,6 +34,7 @@ UNITS = {"inhouse-cert.timer": ""}
 DIR = "/etc/inhouse/tls"
 KEY, CHAIN = f"{DIR}/privkey.pem", f"{DIR}/fullchain.pem"
 TLSA, ISSUER = f"{DIR}/tlsa", f"{DIR}/issuer"  # written by the script, read by the zones and runs
+NAMES = f"{DIR}/names"  # the names the CA signed last, written by the script
 SCRIPT = "/usr/local/sbin/inhouse-cert"
 # Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3 suites are all fine): ECDHE with AES-GCM
 # or ChaCha20, forward secret and authenticated.
@@ -63,18 +65,31 @@ def remembered(data: dict, fqdn: str) -> str:
 
 
 def heads() -> list[str]:
-    """Files whose first lines a run needs: the TLSA data, and whether the CA signed yet."""
-    return [TLSA, ISSUER]
+    """Files whose first lines a run needs: the TLSA data, whether the CA signed yet, and
+    for which names."""
+    return [TLSA, ISSUER, NAMES]
+
+
+def names(data: dict) -> list[str]:
+    """The names the certificate carries: the host, and the MTA-STS policy host of every
+    domain where this host serves the policy (RFC 8461 section 3.3)."""
+    from tasks import mta_sts  # it serves this certificate
+
+    return [data["fqdn"], *(mta_sts.policy_hosts(data) if mta_sts.serves(data) else [])]
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
+    from tasks import mta_sts
+
     # Who serves the certificate, and reloads after a renewal.
     mta = mail.implementation(data)
-    units = [*mta.CERTIFICATE_UNITS, *(["dovecot"] if mail.role(data) == "mail" else [])]
+    units = [*mta.CERTIFICATE_UNITS, *(["dovecot"] if mail.role(data) == "mail" else []),
+             *(mta_sts.UNITS if mta_sts.serves(data) else [])]
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
     # exim reads the key as its own user; postfix and dovecot as root.
     key_group = getattr(mta, "USER", "root")
-    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group,
+    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group, "names": names(data),
+           "san": ",".join(f"DNS:{n}" for n in names(data)),
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
     return configs + [
@@ -88,7 +103,9 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
     reload_unit_files(changed, "/etc/systemd/")
-    # Key and certificate before the services that serve them; the CA again while it has not signed.
-    if state["heads"].get(ISSUER, "").strip() != "acme" or SCRIPT in changed:
+    # Key and certificate before the services that serve them; the CA again while it has not
+    # signed, or not for the names wanted now.
+    signed = state["heads"].get(ISSUER, "").strip() == "acme"
+    if not signed or state["heads"].get(NAMES, "").strip() != " ".join(names(data)) or SCRIPT in changed:
         server.shell(name=f"Get a certificate for {data['fqdn']}", commands=[SCRIPT])
     activate(UNITS, {}, state)

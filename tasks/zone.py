@@ -87,12 +87,10 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     out += [("@", "MX", f"20 {h['fqdn']}.") for h in relays]
     mx = masters[0]["fqdn"] if masters else primary
     dmarc = f"mailto:{data['zone_dmarc_reports']}@{primary}"
-    policy = hashlib.sha256(f"{data['zone_mta_sts_mode']} {mx}".encode()).hexdigest()[:16]
     out += [
         ("@", "TXT", quote(data["zone_spf"])),
         ("_dmarc", "TXT", quote(f"v=DMARC1; p={data['zone_dmarc_policy']}; rua={dmarc}; ruf={dmarc}; fo=1")),
         ("_smtp._tls", "TXT", quote(f"v=TLSRPTv1; rua=mailto:{data['zone_tls_reports']}@{primary}")),
-        ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy}")),
         *[("@", "CAA", f'0 issue "{ca}"') for ca in data["zone_caa_issuers"]],
         ("@", "CAA", f'0 iodef "mailto:hostmaster@{primary}"'),
         # Client autoconfiguration (RFC 6186, RFC 8314): IMAP over TLS and submission.
@@ -105,6 +103,7 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
         ("autoconfig", "CNAME", f"{mx}."),
         ("autodiscover", "CNAME", f"{mx}."),
     ]
+    out += mta_sts_records(data, masters)
     # Keys made on the hosts (deploy.py reads them): DKIM of the mail host, TLSA of each MX.
     keys = data.get("zone_keys", {})
     selector, public = keys.get("dkim", ("", ""))
@@ -116,6 +115,20 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
         out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
     return out + [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
+
+
+def mta_sts_records(data: dict, masters: list[dict]) -> list[tuple[str, str, str]]:
+    """MTA-STS (RFC 8461): the policy host, the mail host that serves the policy, and the
+    TXT record announcing it, only when the mail host serves it (section 3: the policy
+    first); its id changes with the policy (section 3.1)."""
+    from tasks import mta_sts
+
+    if not (masters and mta_sts.serves(data)):
+        return []
+    host = masters[0]
+    policy_id = mta_sts.policy_id(mta_sts.policy(data))
+    return [("mta-sts", "A", host["ipv4"]), *([("mta-sts", "AAAA", host["ipv6"])] if host["ipv6"] else []),
+            ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy_id}"))]
 
 
 def quote(text: str) -> str:

@@ -197,7 +197,7 @@ def services(site) -> list[str]:
     if site["mail_enabled"] and mail.role(site) != "none":
         daemons += list(mail.implementation(site).UNITS)
         if mail.role(site) == "mail":
-            daemons += ["dovecot"] + (["opendkim", "opendmarc"] if site["mta"] == "postfix" else [])
+            daemons += ["dovecot", "nginx"] + (["opendkim", "opendmarc"] if site["mta"] == "postfix" else [])
     return daemons
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tasks import zone
+from tasks import mta_sts, zone
 from tasks.data import DEFAULTS, problems, read_group_data, with_roles
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
@@ -108,3 +108,21 @@ def test_master_notifies_and_serves_only_the_keyed_secondary(server, tmp_path):
     assert "db.example.net" in " ".join(master) and not [p for p in secondary if "/db." in p]
     assert "203.0.113.10" in "\n".join(secondary.values())  # its primary
     assert (tmp_path / "tsig-transfer.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_mta_sts_policy_names_every_mx_and_its_id_changes_only_with_it():
+    d = data(mail_enabled=True)
+    policy = mta_sts.policy(d)
+    assert policy == ("version: STSv1\r\nmode: enforce\r\nmx: mx.example.org\r\nmx: vps.example.org\r\n"
+                      "max_age: 604800\r\n")
+    txt = ("_mta-sts", "TXT", f'"v=STSv1; id={mta_sts.policy_id(policy)}"')
+    for z in zone.zones(d):  # the policy host of every domain is the mail host
+        assert {("mta-sts", "A", "203.0.113.10"), ("mta-sts", "AAAA", "2001:db8::10"), txt} <= set(zone.records(d, z))
+    assert re.fullmatch(r"[0-9a-f]{32}", mta_sts.policy_id(policy))
+    same = [data(mail_enabled=True, zone_ttl=600), data(mail_enabled=True, zone_dmarc_policy="reject")]
+    assert all(mta_sts.policy_id(mta_sts.policy(o)) == mta_sts.policy_id(policy) for o in same)
+    other = [data(mail_enabled=True, zone_mta_sts_mode="none"), data(mail_enabled=True, mta_sts_max_age=86400)]
+    assert len({mta_sts.policy_id(mta_sts.policy(o)) for o in [d, *other]}) == 3
+    # Nothing serves a policy without the mail host: no record announces one (RFC 8461 section 3).
+    assert not [r for r in zone.records(data(), "example.org") if "mta-sts" in r[0]]
+    assert "mta_sts_max_age: 0 is not" in problems("mx.example.org", data(mail_enabled=True, mta_sts_max_age=0))[-1]
