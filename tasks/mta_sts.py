@@ -6,9 +6,10 @@ The mail host serves it with nginx on 443 (tcp/443 opens); mta-sts.DOMAIN of eve
 points at it, and its ACME certificate names them all (tasks/tls.py, same key, so TLSA
 stays). nginx serves that one file and nothing else: no default site, no version, no
 other name (the TLS handshake is refused for them). The zones publish the `_mta-sts`
-TXT record only while the mail host serves the policy (RFC 8461 section 3: the policy
-comes first); its id is a hash of the policy, so it changes exactly when the policy does
-(section 3.1), and senders fetch it again. To retire the policy set zone_mta_sts_mode =
+TXT record only where the mail host serves the policy (RFC 8461 section 3: the policy
+comes first; until the CA has signed, a sender finds no valid policy and delivers as
+without one, section 3.3); its id is a hash of the policy, so it changes exactly when the
+policy does (section 3.1), and senders fetch it again. To retire the policy set zone_mta_sts_mode =
 "none": the policy then says so and stays served, as section 8.3 asks.
 Reads: zone_mta_sts_mode, mta_sts_max_age, domain, extra_domains, the MX hosts.
 """
