@@ -43,7 +43,8 @@ DEFAULTS = {
     "zone_spf": "v=spf1 mx -all",
     # CAs allowed to issue certificates for the domains (CAA, RFC 8659).
     "zone_caa_issuers": ["letsencrypt.org"],
-    # MTA-STS mode announced by the _mta-sts record: enforce, testing or none (RFC 8461).
+    # MTA-STS mode of the policy the mail host serves (tasks/mta_sts.py): enforce, testing, or
+    # none to withdraw it (RFC 8461 sections 5 and 8.3).
     "zone_mta_sts_mode": "enforce",
     # More records, per domain: {"example.org": [{"name": "www", "type": "A",
     # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex).
