@@ -5,8 +5,8 @@ is a task module (the interface: tasks/component.py) and one line here.
 The order, with its reasons:
 - admin before ssh: the admin can log in before root logins stop;
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
-- the certificate before the MTA and IMAP, which serve it; the MTA before dovecot, which
-  puts its sockets into postfix's queue folder;
+- the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
+  it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
 - firewall last, with the ports of every component the host runs.
 """
 
@@ -21,6 +21,7 @@ from tasks import (
     mail,
     mta_exim,
     mta_postfix,
+    mta_sts,
     resolver,
     ssh,
     tls,
@@ -65,6 +66,7 @@ COMPONENTS = [
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
     Component(imap, lambda d: mail_role(d) == "mail"),
+    Component(mta_sts, zone.mta_sts_served),
     Firewall(firewall, lambda d: d["firewall_enabled"]),
 ]
 # Modules of data that several components share: their settings and checks.

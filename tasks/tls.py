@@ -1,5 +1,6 @@
-"""TLS: the certificate the MTA and IMAP serve, from an ACME CA (Let's Encrypt by default)
-with certbot, renewed by a timer, for the mail host and the relay.
+"""TLS: the certificate the MTA, IMAP and the MTA-STS policy (tasks/mta_sts.py) serve, from
+an ACME CA (Let's Encrypt by default) with certbot, renewed by a timer, for the mail host
+and the relay; on the mail host it also names mta-sts.DOMAIN of every domain.
 
 The private key is made on the host once and kept: the TLSA record (DANE, "Hosting your own Email with DANE") names
 the key, so renewals never break it. A self-signed certificate lets the services start
@@ -16,7 +17,7 @@ from pathlib import Path
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail
+from tasks import mail, zone
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import ACME_URL, is_mail_address, optional, pem_problem, rule, scalar
@@ -43,6 +44,7 @@ UNITS = {"inhouse-cert.timer": ""}
 DIR = "/etc/inhouse/tls"
 KEY, CHAIN = f"{DIR}/privkey.pem", f"{DIR}/fullchain.pem"
 TLSA, ISSUER = f"{DIR}/tlsa", f"{DIR}/issuer"  # written by the script, read by the zones and runs
+NAMES = f"{DIR}/names"  # the names the CA signed last, written by the script
 SCRIPT = "/usr/local/sbin/inhouse-cert"
 # What the script writes to TLSA: usage 3, selector 1, SHA-256 (RFC 6698 2.1).
 TLSA_DATA = re.compile(r"3 1 1 [0-9a-f]{64}")
@@ -90,18 +92,27 @@ def remembered_problems(data: dict) -> list[str]:
 
 
 def heads(data: dict) -> list[str]:
-    """Files whose first lines a run needs: the TLSA data, and whether the CA signed yet."""
-    return [TLSA, ISSUER]
+    """Files whose first lines a run needs: the TLSA data, whether the CA signed yet, and
+    for which names."""
+    return [TLSA, ISSUER, NAMES]
+
+
+def names(data: dict) -> list[str]:
+    """The names the certificate carries: the host, and the MTA-STS policy host of every
+    domain where this host serves the policy (RFC 8461 section 3.3)."""
+    return [data["fqdn"], *(zone.mta_sts_hosts(data) if zone.mta_sts_served(data) else [])]
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
     # Who serves the certificate, and reloads after a renewal.
     mta = mail.mta(data)
-    units = [*mta.certificate_units, *(["dovecot"] if mail.role(data) == "mail" else [])]
+    units = [*mta.certificate_units, *(["dovecot"] if mail.role(data) == "mail" else []),
+             *(["nginx"] if zone.mta_sts_served(data) else [])]  # tasks/mta_sts.py
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
     # exim reads the key as its own user; postfix and dovecot as root.
     key_group = mta.key_group
-    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group,
+    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group, "names": names(data),
+           "san": ",".join(f"DNS:{n}" for n in names(data)),
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
     return configs + [
@@ -115,7 +126,9 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
     reload_unit_files(changed, "/etc/systemd/")
-    # Key and certificate before the services that serve them; the CA again while it has not signed.
-    if state["heads"].get(ISSUER, "").strip() != "acme" or SCRIPT in changed:
+    # Key and certificate before the services that serve them; the CA again while it has not
+    # signed, or not for the names wanted now.
+    signed = state["heads"].get(ISSUER, "").strip() == "acme"
+    if not signed or state["heads"].get(NAMES, "").strip() != " ".join(names(data)) or SCRIPT in changed:
         server.shell(name=f"Get a certificate for {data['fqdn']}", commands=[SCRIPT])
     activate(UNITS, {}, state)

@@ -59,8 +59,14 @@ DEFAULTS = {
     "zone_spf": "v=spf1 mx -all",
     # CAs allowed to issue certificates for the domains (CAA, RFC 8659).
     "zone_caa_issuers": ["letsencrypt.org"],
-    # MTA-STS mode announced by the _mta-sts record: enforce, testing or none (RFC 8461).
+    # MTA-STS mode of the policy the mail host serves (tasks/mta_sts.py): enforce, testing, or
+    # none to withdraw it (RFC 8461 sections 5 and 8.3).
     "zone_mta_sts_mode": "enforce",
+    # How long senders may cache the MTA-STS policy, in seconds (RFC 8461 section 3.2: at
+    # most 31557600; section 10 suggests weeks). One week: a sender keeps enforcing TLS
+    # through a week-long outage of the policy host; a change of MX hosts reaches every
+    # sender within a week (publish the new hosts before you move mail to them).
+    "mta_sts_max_age": 604800,
     # More records, per domain: {"example.org": [{"name": "www", "type": "A",
     # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex).
     "zone_records": {},
@@ -72,6 +78,8 @@ CHECKS = {
     "zone_ttl": scalar(rule(lambda v: is_integer(v, 1, 2**31 - 1), "is not a number of seconds")),
     "zone_dmarc_policy": scalar(choice("none", "quarantine", "reject")),
     "zone_mta_sts_mode": scalar(choice("none", "testing", "enforce")),
+    "mta_sts_max_age": scalar(rule(lambda v: is_integer(v, 1, 31557600),
+                                   "is not a number of seconds up to 31557600 (RFC 8461 section 3.2)")),
     **{k: scalar(rule(lambda v: isinstance(v, str) and MAILBOX.fullmatch(v),
                       "is not a local part (lower case, digits, . _ -)"))
        for k in ("zone_dmarc_reports", "zone_tls_reports")},
@@ -126,12 +134,10 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     out += [("@", "MX", f"20 {h['fqdn']}.") for h in relays]
     mx = masters[0]["fqdn"] if masters else primary
     dmarc = f"mailto:{data['zone_dmarc_reports']}@{primary}"
-    policy = hashlib.sha256(f"{data['zone_mta_sts_mode']} {mx}".encode()).hexdigest()[:16]
     out += [
         ("@", "TXT", quote(data["zone_spf"])),
         ("_dmarc", "TXT", quote(f"v=DMARC1; p={data['zone_dmarc_policy']}; rua={dmarc}; ruf={dmarc}; fo=1")),
         ("_smtp._tls", "TXT", quote(f"v=TLSRPTv1; rua=mailto:{data['zone_tls_reports']}@{primary}")),
-        ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy}")),
         *[("@", "CAA", f'0 issue "{ca}"') for ca in data["zone_caa_issuers"]],
         ("@", "CAA", f'0 iodef "mailto:hostmaster@{primary}"'),
         # Client autoconfiguration (RFC 6186, RFC 8314): IMAP over TLS and submission.
@@ -144,6 +150,7 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
         ("autoconfig", "CNAME", f"{mx}."),
         ("autodiscover", "CNAME", f"{mx}."),
     ]
+    out += mta_sts_records(data, masters)
     # Keys made on the hosts (deploy.py reads them): DKIM of the mail host, TLSA of each MX.
     keys = data.get("zone_keys", {})
     selector, public = keys.get("dkim", ("", ""))
@@ -155,6 +162,44 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
         out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
     return out + [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
+
+
+def mta_sts_served(data: dict) -> bool:
+    """Whether this host serves the MTA-STS policy (tasks/mta_sts.py): the mail host, which
+    is the DNS master and primary MX."""
+    return data.get("mail_enabled") is True and role(data) == "master"
+
+
+def mta_sts_hosts(data: dict) -> list[str]:
+    """The names the policy is served under, one per domain (RFC 8461 section 3.3)."""
+    return [f"mta-sts.{d}" for d in zones(data)]
+
+
+def mta_sts_policy(data: dict) -> str:
+    """The policy (RFC 8461 section 3.2): CRLF-separated key: value lines, an mx line for
+    every MX host (the mail host and the relay). No comment: the format has none."""
+    mx = [h["fqdn"] for g in ("mail", "relay") for h in servers(data, g)]
+    lines = ["version: STSv1", f"mode: {data['zone_mta_sts_mode']}", *[f"mx: {m}" for m in mx],
+             f"max_age: {data['mta_sts_max_age']}"]
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+def mta_sts_policy_id(text: str) -> str:
+    """The id the TXT record announces (1 to 32 letters and digits, RFC 8461 section 3.1):
+    a hash of the policy, so it changes when the policy does and only then."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def mta_sts_records(data: dict, masters: list[dict]) -> list[tuple[str, str, str]]:
+    """MTA-STS (RFC 8461): the policy host, the mail host that serves the policy, and the
+    TXT record announcing it, only when the mail host serves it (section 3: the policy
+    first); its id changes with the policy (section 3.1)."""
+    if not (masters and mta_sts_served(data)):
+        return []
+    host = masters[0]
+    policy_id = mta_sts_policy_id(mta_sts_policy(data))
+    return [("mta-sts", "A", host["ipv4"]), *([("mta-sts", "AAAA", host["ipv6"])] if host["ipv6"] else []),
+            ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy_id}"))]
 
 
 def quote(text: str) -> str:

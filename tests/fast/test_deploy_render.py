@@ -145,15 +145,19 @@ def inventory(tmp_path, text: str) -> Path:
 def fresh_and_steady(path: Path, name: str, hosts: list[str]) -> tuple[Render, Render]:
     """deploy.py on `name`, fresh, then steady (its state from what the deploy rendered,
     with the keys earlier runs made); the other hosts answer as steady hosts."""
-    keyed = {h: {"/etc/os-release": system(heads=KEYS), "dpkg-query": FRESH_STATE} for h in hosts}
     fresh = render(path, name, {h: FRESH for h in hosts})
+    # The names each host's certificate was signed for (the mail host's also names mta-sts.*).
+    signed = {h: (fresh if h == name else render(path, h, {x: FRESH for x in hosts})).scope["data"] for h in hosts}
+    keyed = {h: {"/etc/os-release": system(heads=KEYS | {tls.NAMES: " ".join(tls.names(signed[h]))}),
+                 "dpkg-query": FRESH_STATE} for h in hosts}
     steady = render(path, name, keyed | {name: {**keyed[name], "dpkg-query": steady_state(render(path, name, keyed))}})
     return fresh, steady
 
 
 # The operations of a fresh Debian 13 VPS, alone: mail host and DNS master, bind and postfix.
 VPS_PACKAGES = ("bind9, bind9-dnsutils, bind9-utils, certbot, chrony, dns-root-data, dovecot-imapd, dovecot-lmtpd, "
-                "fail2ban, iptables, iptables-persistent, netfilter-persistent, nftables, opendkim, opendkim-tools, "
+                "fail2ban, iptables, iptables-persistent, netfilter-persistent, nftables, nginx, opendkim, "
+                "opendkim-tools, "
                 "opendmarc, openssh-server, openssl, postfix, postfix-policyd-spf-python, python3-systemd, sudo, "
                 "tzdata, unattended-upgrades, unbound")
 
@@ -173,7 +177,8 @@ def test_a_fresh_vps_gets_everything_in_order(tmp_path, site):
     # before the services that serve it.
     assert in_order(names, "Zone (bind) | Enable and start named", "Resolver | Enable and start unbound",
                     "TLS certificate | Get a certificate for mx.example.org",
-                    "MTA (postfix) | Enable and start postfix", "IMAP | Enable and start dovecot")
+                    "MTA (postfix) | Enable and start postfix", "IMAP | Enable and start dovecot",
+                    "MTA-STS policy | Enable and start nginx")
     # The DKIM key (selector: this month) before opendkim's config, whose check loads it.
     (make_key,) = [i for i, n in enumerate(names) if re.fullmatch(r"DKIM \| Make the DKIM key of selector \d{6}", n)]
     assert make_key < names.index("DKIM | Check and install /etc/opendkim/inhouse/keytable")
@@ -183,8 +188,8 @@ def test_a_fresh_vps_gets_everything_in_order(tmp_path, site):
                           "Firewall | Enable and start netfilter-persistent"]
     rules = fresh.uploaded("/etc/iptables/rules.v4")
     assert sorted(set(re.findall(r"-p (tcp|udp) -m \1 --dport (\d+)", rules))) == [
-        ("tcp", "143"), ("tcp", "22"), ("tcp", "25"), ("tcp", "465"), ("tcp", "53"), ("tcp", "587"), ("tcp", "80"),
-        ("tcp", "993"), ("udp", "53")]
+        ("tcp", "143"), ("tcp", "22"), ("tcp", "25"), ("tcp", "443"), ("tcp", "465"), ("tcp", "53"), ("tcp", "587"),
+        ("tcp", "80"), ("tcp", "993"), ("udp", "53")]
     # Units start once their config is in place: nothing to restart on top.
     assert not [n for n in names if "its config changed" in n]
     # Every file of every component, once each.
@@ -204,7 +209,8 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
     sshd = "/etc/ssh/sshd_config.d/00-inhouse.conf"
     state = [f"{sshd} {'0' * 64} 600:root:root" if line.startswith(f"{sshd} ") else line
              for line in steady_state(steady)]  # sshd's drop-in, edited by hand
-    r = render(path, MX, {MX: {"/etc/os-release": system(heads=KEYS), "dpkg-query": state}})
+    heads = KEYS | {tls.NAMES: " ".join(tls.names(steady.scope["data"]))}
+    r = render(path, MX, {MX: {"/etc/os-release": system(heads=heads), "dpkg-query": state}})
     assert r.names == [f"SSH | Check and install {sshd}", "SSH | Reload ssh: its config changed"]
     assert [str(c) for c in r.operations[1][1]] == ["systemctl reload ssh"]
 

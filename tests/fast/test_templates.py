@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import admin, bans, clock, firewall, resolver, ssh, upgrades
-from tasks.data import DEFAULTS, read_group_data
+from tasks import admin, bans, clock, firewall, mta_sts, resolver, ssh, tls, upgrades, zone
+from tasks.data import DEFAULTS, read_group_data, with_roles
 from tasks.registry import COMPONENTS, SHARED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +127,16 @@ def test_each_component_checks_its_own_settings():
     for module in [*SHARED, *(c.module for c in COMPONENTS)]:
         defaults, checks = getattr(module, "DEFAULTS", {}), getattr(module, "CHECKS", {})
         assert set(defaults) == set(checks), module.__name__
+def test_mta_sts_is_served_for_every_domain_with_a_certificate_naming_them():
+    groups = {"mail": [("mx.example.org", {"ipv4": "203.0.113.10"})], "relay": [("vps.example.org", {})]}
+    mx = with_roles("mx.example.org", DATA | {"extra_domains": ["example.net"]}, groups)
+    conf = rendered(mta_sts, mx)[mta_sts.CONF]
+    assert "server_name mta-sts.example.org mta-sts.example.net;" in conf
+    assert "server_tokens off;" in conf and "ssl_reject_handshake on;" in conf and "include" not in conf
+    assert re.findall(r"listen (\S+)", conf) == ["443", "[::]:443"] * 2  # nothing on 80: certbot's
+    assert rendered(mta_sts, mx)[mta_sts.POLICY].startswith("version: STSv1\r\nmode: enforce\r\n")
+    script = rendered(tls, mx)[tls.SCRIPT]
+    assert "subjectAltName=DNS:mx.example.org,DNS:mta-sts.example.org,DNS:mta-sts.example.net" in script
+    assert "nginx" in re.search(r"for unit in (.*); do", script).group(1)  # reloads after a renewal
+    relay = with_roles("vps.example.org", DATA, groups)
+    assert not zone.mta_sts_served(relay) and tls.names(relay) == ["vps.example.org"]

@@ -141,3 +141,21 @@ def test_master_notifies_and_serves_only_the_keyed_secondary(server, tmp_path):
     assert "db.example.net" in " ".join(master) and not [p for p in secondary if "/db." in p]
     assert "203.0.113.10" in "\n".join(secondary.values())  # its primary
     assert (tmp_path / "tsig-transfer.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_mta_sts_policy_names_every_mx_and_its_id_changes_only_with_it():
+    d = data(mail_enabled=True)
+    policy = zone.mta_sts_policy(d)
+    assert policy == ("version: STSv1\r\nmode: enforce\r\nmx: mx.example.org\r\nmx: vps.example.org\r\n"
+                      "max_age: 604800\r\n")
+    txt = ("_mta-sts", "TXT", f'"v=STSv1; id={zone.mta_sts_policy_id(policy)}"')
+    for z in zone.zones(d):  # the policy host of every domain is the mail host
+        assert {("mta-sts", "A", "203.0.113.10"), ("mta-sts", "AAAA", "2001:db8::10"), txt} <= set(zone.records(d, z))
+    assert re.fullmatch(r"[0-9a-f]{32}", zone.mta_sts_policy_id(policy))
+    same = [data(mail_enabled=True, zone_ttl=600), data(mail_enabled=True, zone_dmarc_policy="reject")]
+    assert all(zone.mta_sts_policy_id(zone.mta_sts_policy(o)) == zone.mta_sts_policy_id(policy) for o in same)
+    other = [data(mail_enabled=True, zone_mta_sts_mode="none"), data(mail_enabled=True, mta_sts_max_age=86400)]
+    assert len({zone.mta_sts_policy_id(zone.mta_sts_policy(o)) for o in [d, *other]}) == 3
+    # Nothing serves a policy without the mail host: no record announces one (RFC 8461 section 3).
+    assert not [r for r in zone.records(data(), "example.org") if "mta-sts" in r[0]]
+    assert "mx.example.org: mta_sts_max_age: 0 is not" in " ".join(problems("mx.example.org", data(mta_sts_max_age=0)))

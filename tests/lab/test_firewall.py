@@ -33,8 +33,8 @@ def listener(on_server):
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_only_intended_ports_answer_from_another_host(server, observer, listener, site, family):
     expected = {site["ssh_port"]} | ({53} if site["zone_enabled"] and zone.role(site) != "none" else set())
-    if site["mail_enabled"]:  # SMTP; submission and IMAP on the mail host (80 opens only while certbot asks)
-        expected |= {"mail": {25, 465, 587, 143, 993}, "relay": {25}, "none": set()}[mail.role(site)]
+    if site["mail_enabled"]:  # SMTP; submission, IMAP, MTA-STS on the mail host (80 opens only while certbot asks)
+        expected |= {"mail": {25, 465, 587, 143, 993, 443}, "relay": {25}, "none": set()}[mail.role(site)]
     options = ["-6"] if family == "ipv6" else []
     assert open_ports(observer, observer.reach(server, family), *options) == expected
 
