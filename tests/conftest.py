@@ -158,7 +158,9 @@ def deploy(lab):
             [str(REPO / ".venv/bin/pyinfra"), "-y", str(LAB / "inventory.py"), "deploy.py", *args],
             cwd=REPO, capture_output=True, text=True, timeout=900,
         )
-        assert "Beginning operation run" in r.stderr or r.returncode, f"pyinfra did not run:\n{r.stderr[-3000:]}"
+        # A dry run stops after preparing (pyinfra: "Skipping change detection").
+        ran = "Beginning operation run" in r.stderr or ("--dry" in args and "Skipping change detection" in r.stderr)
+        assert ran or r.returncode, f"pyinfra did not run:\n{r.stderr[-3000:]}"
         results = re.findall(r"^\s+\[[^]]+\] (Success|Error|No changes)", r.stdout + r.stderr, re.M)
         return r, results.count("Success"), results.count("Error")
 
