@@ -17,7 +17,7 @@ they appear in the run after the one that made them.
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import dkim, tls
+from tasks import dkim, mail, tls, zone
 from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
@@ -31,7 +31,7 @@ if errors := problems(host.name, data):
 
 components = enabled(data)
 system = host.get_fact(System, heads=[h for c in components for h in c.heads(data)],
-                       names=[data["domain"], *data["extra_domains"]] if data["resolver_enabled"] else [])
+                       names=zone.zones(data) if data["resolver_enabled"] else [])
 
 
 def tlsa_records() -> dict[str, str]:
@@ -57,7 +57,7 @@ state = host.get_fact(
     HostState,
     paths=[f.path for fs in configs.values() for f in fs] + [p for c in components for p in c.paths(data)],
     units=[u for c in components for u in c.units(data)],
-    users=[data["admin_user"], "vmail"],
+    users=[data["admin_user"], mail.VMAIL],
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate

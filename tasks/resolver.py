@@ -77,12 +77,6 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     ]
 
 
-def names(data: dict) -> list[str]:
-    """The site's own domains, which this resolver must answer validated (System's
-    `unvalidated` asks it)."""
-    return [data["domain"], *data["extra_domains"]]
-
-
 # What unbound remembers of a zone that was not delegated yet: servers it found lame or
 # unreachable (infra cache, 15 min by default: infra-host-ttl in unbound.conf(5)), negative
 # answers and the NSEC records that prove them (up to the parent's SOA minimum, RFC 2308;
