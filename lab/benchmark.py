@@ -72,6 +72,11 @@ def bootstrap(*names: str) -> None:
         BOOTSTRAPPED.add(name)
 
 
+def limit(names: list[str]) -> list[str]:
+    """pyinfra's --limit, once per host (a comma-separated list matches no host)."""
+    return [a for n in names for a in ("--limit", n)]
+
+
 def figures(label: str, seconds: float, counts: dict, extra: str = "") -> str:
     return f"  {label:34} {seconds:6.1f} s  {counts['commands']:3} remote commands, {counts['uploads']} uploads{extra}"
 
@@ -177,11 +182,11 @@ def scale(release: str) -> None:
     sh(PYTHON, REPO / "lab/root.py", "init")
     BOOTSTRAPPED.clear()
     names = [f"lab{i}" for i in range(3, 11)]
-    deploy("--limit", ",".join(names), bootstrap=True)
+    deploy(*limit(names), bootstrap=True)
     print("No-op run, hardening components (admin, ssh, bans, clock, upgrades, resolver, firewall)")
     one = None
     for n in (1, 4, 8):
-        seconds, counts = deploy("--limit", ",".join(names[:n]))
+        seconds, counts = deploy(*limit(names[:n]))
         one = one or seconds
         print(figures(f"{n} host(s)", seconds, {k: round(v / n) for k, v in counts.items()},
                       f" per host  ({seconds / one:.2f} x one host)"))
