@@ -5,11 +5,13 @@
 
 The story of a run, on each host:
 1. the data is checked (again: `--data` overrides come after the inventory's own check);
-2. one round trip reads what the components depend on (Debian version, keys, serials);
+2. one round trip reads what the components depend on (Debian version, keys, serials); a
+   fresh host the site has known before (a rebuild) gets its keys back from secrets_dir;
 3. the components this host runs (tasks/registry.py, in their order) render their files
    from data alone; one more round trip reads the state of those files, units and users;
 4. the missing packages install in one apt run, then each component acts only on what
-   differs from that state, restarting a service only when one of its inputs changed.
+   differs from that state, restarting a service only when one of its inputs changed;
+5. keys the run made or changed are copied to secrets_dir (tasks/keys.py).
 The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
 they appear in the run after the one that made them.
 """
@@ -17,7 +19,7 @@ they appear in the run after the one that made them.
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import dkim, mail, tls, zone
+from tasks import dkim, keys, mail, tls, zone
 from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
@@ -30,8 +32,10 @@ if errors := problems(host.name, data):
     raise InventoryError("\n  ".join(["bad data, nothing was changed:", *errors]))
 
 components = enabled(data)
-system = host.get_fact(System, heads=[h for c in components for h in c.heads(data)],
-                       names=zone.zones(data) if data["resolver_enabled"] else [])
+heads, keeps = [h for c in components for h in c.heads(data)], [k for c in components for k in c.keeps(data)]
+system = host.get_fact(System, heads=heads, names=zone.zones(data) if data["resolver_enabled"] else [], keeps=keeps)
+if restoring := keys.restoring(data, system):  # a rebuilt host: its keys come back first
+    system["heads"] |= keys.escrowed_heads(data, heads)
 
 
 def tlsa_records() -> dict[str, str]:
@@ -61,6 +65,8 @@ state = host.get_fact(
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate
+state["restoring"] = restoring
 install_packages([p for c in components for p in c.packages(data)], state["packages"])
 for component in components:
     component.apply(data, configs[component], state)
+keys.escrow(data, keeps, system)  # new or changed keys, to the operator's machine

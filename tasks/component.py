@@ -12,6 +12,8 @@ which a host runs it. The module defines what it has, and nothing else:
     sources(data)                 (network, port) opened to some networks only
     paths(data)                   paths the run reads besides the component's files
     heads(data)                   files whose first lines the run needs (keys, serials)
+    KEEPS or keeps(data)          paths (shell patterns) of the keys it makes on the host,
+                                  which must survive a rebuild (tasks/keys.py)
     files(data, system)           its config files (tasks.util.ConfigFile), from data only
     apply(data, configs, state)   its pyinfra @deploy: install, then act on what changed
 
@@ -67,9 +69,13 @@ class Component:
     def heads(self, data: dict) -> list[str]:
         return list(self._get("heads", [], data))
 
+    def keeps(self, data: dict) -> list[str]:
+        return list(self._get("keeps", [], data))
+
     def files(self, data: dict, system: dict, others: list["Component"]) -> list:
         """Config files; `others`: the other components this host runs."""
-        return self.module.files(data, system)
+        files = getattr(self.module, "files", None)
+        return files(data, system) if files else []
 
     def apply(self, data: dict, configs: list, state: dict) -> None:
         self.module.apply(data, configs, state)

@@ -48,6 +48,9 @@ CURRENT = f"{DIR}/current"  # "SELECTOR\nBASE64 PUBLIC KEY", written when the ke
 CONF_DIR = "/etc/opendkim/inhouse"
 
 
+KEEPS = [DIR]  # the keys of every selector, and CURRENT
+
+
 def heads(data: dict) -> list[str]:
     return [CURRENT]
 

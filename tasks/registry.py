@@ -4,6 +4,7 @@ is a task module (the interface: tasks/component.py) and one line here.
 
 The order, with its reasons:
 - admin before ssh: the admin can log in before root logins stop;
+- keys (a rebuilt host's, put back) before any component that uses or makes them;
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
@@ -18,6 +19,7 @@ from tasks import (
     dmarc,
     firewall,
     imap,
+    keys,
     mail,
     mta_exim,
     mta_postfix,
@@ -57,6 +59,7 @@ COMPONENTS = [
     Component(bans, lambda d: d["bans_enabled"]),
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
+    Component(keys),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),

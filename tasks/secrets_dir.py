@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 
-def write_secret(path: Path, text: str) -> None:
-    """Write `text` to `path` (0600), making its folder (0700) if needed."""
+def write_secret(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` (0600), making its folder (0700) if needed."""
     old = os.umask(0o077)  # also for parent folders makedirs makes
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -19,7 +19,7 @@ def write_secret(path: Path, text: str) -> None:
             path.parent.chmod(0o700)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
                 f.write(text)
             os.replace(temporary, path)
         except BaseException:

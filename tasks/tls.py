@@ -46,6 +46,8 @@ KEY, CHAIN = f"{DIR}/privkey.pem", f"{DIR}/fullchain.pem"
 TLSA, ISSUER = f"{DIR}/tlsa", f"{DIR}/issuer"  # written by the script, read by the zones and runs
 NAMES = f"{DIR}/names"  # the names the CA signed last, written by the script
 SCRIPT = "/usr/local/sbin/inhouse-cert"
+# The key (and with it the TLSA record), the certificate, and certbot's ACME account.
+KEEPS = [DIR, "/etc/letsencrypt/accounts"]
 # What the script writes to TLSA: usage 3, selector 1, SHA-256 (RFC 6698 2.1).
 TLSA_DATA = re.compile(r"3 1 1 [0-9a-f]{64}")
 # Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3 suites are all fine): ECDHE with AES-GCM

@@ -40,16 +40,29 @@ def render(template: str, data: dict, **context) -> str:
     return _jinja.get_template(template).render(header=header, data=data, **context)
 
 
+KEYS_NONE = "none"  # the digest of a host with none of its key files (tasks/keys.py)
+
+
+def digest_command(keeps: list[str]) -> str:
+    """Shell that prints 'keys DIGEST' of the files under `keeps` (paths or shell patterns
+    of our own constants: never data), or 'keys none' (KEYS_NONE). The same digest as fetch() records."""
+    return (f"k=$(for p in {' '.join(keeps)}; do [ -e \"$p\" ] && find \"$p\" -type f; done | LC_ALL=C sort); "
+            'if [ -n "$k" ]; then echo "keys $(echo "$k" | tr "\\n" "\\0" | xargs -0 sha256sum | sha256sum | '
+            'cut -c1-64)"; else echo "keys none"; fi')
+
+
 class System(FactBase):
     """Debian major version, container type ('none' on a real machine or VM), the first
     lines of some files (`heads`: files whose next content depends on their current one),
-    and which of `names` the local resolver, if it runs, does not answer as DNSSEC-validated
-    (`unvalidated`: no `ad` flag, RFC 4035 section 3.2.3)."""
+    which of `names` the local resolver, if it runs, does not answer as DNSSEC-validated
+    (`unvalidated`: no `ad` flag, RFC 4035 section 3.2.3), and a digest of the key files
+    under `keeps` (`keys`, tasks/keys.py)."""
 
-    def command(self, heads: list[str], names: list[str] = ()) -> str:
+    def command(self, heads: list[str], names: list[str] = (), keeps: list[str] = ()) -> str:
         quoted = " ".join(shlex.quote(p) for p in heads)
         return (
             ". /etc/os-release; echo ${VERSION_ID%%.*}; systemd-detect-virt --container || true; "
+            + (digest_command(keeps) + "; " if keeps else "") +
             f'for f in {quoted}; do [ -f "$f" ] && echo "$f $(head -n 3 "$f" | tr "\\n" "|")"; done; '
             "if systemctl is-active -q unbound 2>/dev/null && command -v dig >/dev/null; then "
             f"for n in {' '.join(shlex.quote(n) for n in names)}; do "
@@ -60,7 +73,8 @@ class System(FactBase):
     def process(self, output):
         lines = [line.split(" ", 1) for line in output[2:]]
         return {"debian": int(output[0]), "container": output[1],
-                "heads": {path: head.replace("|", "\n") for path, head in lines if path != "unvalidated"},
+                "keys": next((digest for kind, digest in lines if kind == "keys"), ""),
+                "heads": {path: head.replace("|", "\n") for path, head in lines if path.startswith("/")},
                 "unvalidated": [name for kind, name in lines if kind == "unvalidated"]}
 
 

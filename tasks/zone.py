@@ -23,10 +23,14 @@ import secrets as random
 import time
 from pathlib import Path
 
+import dns.exception
+import dns.message
 import dns.name
+import dns.query
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.SOA
 
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, render
@@ -261,15 +265,19 @@ def heads(data: dict) -> list[str]:
 def zone_files(data: dict, system: dict) -> list[ConfigFile]:
     """The unsigned zone files of a master, each checked strictly by named-checkzone."""
     return [
-        ConfigFile(zone_path(data, z), zone_file(data, z, system["heads"].get(zone_path(data, z))),
+        ConfigFile(zone_path(data, z), zone_file(data, z, system["heads"].get(zone_path(data, z)),
+                                                 served_serial(data, z) if zone_path(data, z) not in system["heads"]
+                                                 else 0),
                    check=f"named-checkzone -q -k fail -m fail -M fail -n fail -S fail {z} {{path}}",
                    group=SERVERS[data["zone_server"]]["group"])
         for z in zones(data)
     ]
 
 
-def zone_file(data: dict, zone: str, old_head: str | None) -> str:
-    """The zone file; the serial rises only when the rest changed (old_head: its first lines)."""
+def zone_file(data: dict, zone: str, old_head: str | None, served: int = 0) -> str:
+    """The zone file; the serial rises only when the rest changed (old_head: its first lines),
+    and is always above `served` (what the zone's servers served before this master lost its
+    file: a rebuild), so that one serial never means two versions of the zone (RFC 1996)."""
     body = render("zone/db.zone.j2", data, zone=zone, records=records(data, zone), serial="{serial}",
                   primary=data["domain"], timers=SOA_TIMERS, content="{content}")
     content = hashlib.sha256(body.encode()).hexdigest()[:32]
@@ -277,8 +285,40 @@ def zone_file(data: dict, zone: str, old_head: str | None) -> str:
     if old_content == content:
         serial = old_serial
     else:  # YYYYMMDDnn, or one more than before when that is larger (several changes a day)
-        serial = max(int(time.strftime("%Y%m%d00", time.gmtime())), old_serial + 1)
+        serial = max(int(time.strftime("%Y%m%d00", time.gmtime())), old_serial + 1, served + 1)
+    if serial > remembered_serial(data, zone):
+        write_secret(serial_path(data, zone), f"{serial}\n")
     return body.replace("{serial}", str(serial)).replace("{content}", content)
+
+
+def serial_path(data: dict, zone: str) -> Path:
+    return Path(data["secrets_dir"]) / "zones" / f"{zone}.serial"
+
+
+def remembered_serial(data: dict, zone: str) -> int:
+    """The highest serial this machine wrote for `zone` (secrets_dir/zones/ZONE.serial)."""
+    try:
+        return int(serial_path(data, zone).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def served_serial(data: dict, zone: str) -> int:
+    """The highest serial of `zone` known: remembered here, or served now by its secondaries
+    (asked over DNS, as any resolver would; a signer may have raised it since). Asked only
+    when the master has no zone file: its first run, or after a rebuild."""
+    serials = [remembered_serial(data, zone)]
+    for server in servers(data, "relay"):
+        for address in (server.get("ipv4"), server.get("ipv6")):
+            if not address:
+                continue
+            try:
+                answer = dns.query.udp(dns.message.make_query(zone, "SOA"), address, timeout=2)
+            except (dns.exception.DNSException, OSError):
+                continue
+            serials += [r.serial for rrset in answer.answer for r in rrset if isinstance(r, dns.rdtypes.ANY.SOA.SOA)]
+            break
+    return max(serials)
 
 
 def parse_head(head: str | None) -> tuple[int, str | None]:

@@ -19,6 +19,11 @@ ZONE_DIR, GROUP = zone.SERVERS["bind"]["dir"], zone.SERVERS["bind"]["group"]
 heads = zone.heads
 
 
+def keeps(data: dict) -> list[str]:
+    """The master's DNSSEC keys with their state files (bind's key-directory is the zone folder)."""
+    return [f"{ZONE_DIR}/K*"] if zone.role(data) == "master" else []
+
+
 def files(data: dict, system: dict) -> list[ConfigFile]:
     context = zone.context(data) | {"zone_dir": ZONE_DIR}
     configs = [

@@ -25,6 +25,11 @@ def units(data: dict) -> dict[str, str]:
     return UNITS if zone.role(data) == "master" else {"nsd": UNITS["nsd"]}  # secondaries sign nothing
 
 
+def keeps(data: dict) -> list[str]:
+    """The master's DNSSEC keys (the signer's)."""
+    return [f"{ZONE_DIR}/keys"] if zone.role(data) == "master" else []
+
+
 def paths(data: dict) -> list[str]:
     """The signed zones: one missing (a failed signing) is signed again."""
     return [f"{ZONE_DIR}/db.{z}.signed" for z in zone.zones(data)] if zone.role(data) == "master" else []

@@ -22,7 +22,8 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 from pyinfra_cli.util import exec_file
 
-from tasks import dkim, tls
+from tasks import dkim, keys, tls, zone
+from tasks.secrets_dir import write_secret
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk5GBqO9XcVtHc1M7Zm8dCk6h0pY8XzS3jDhHk9P1dx me@laptop"
@@ -48,11 +49,13 @@ def vps_inventory(**site) -> str:
 @dataclass
 class Render:
     """What deploy.py did for one host: its operations (name, commands), the commands the
-    fake hosts were sent meanwhile, and the deploy's own variables (data, configs...)."""
+    fake hosts were sent meanwhile, the deploy's own variables (data, configs...), and what
+    the fake hosts answered."""
 
     operations: list[tuple[str, list]]
     sent: dict[str, list[str]]
     scope: dict = field(repr=False)
+    answers: dict = field(repr=False, default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -84,18 +87,21 @@ def render(inventory_file: Path, name: str, answers: dict[str, dict]) -> Render:
         for op_hash in host.op_hash_order:
             (op_name,) = state.get_op_meta(op_hash).names
             operations.append((op_name, list(state.get_op_data_for_host(host, op_hash).command_generator())))
-    return Render(operations, {h.name: list(h.connector.executed_commands) for h in inventory}, scope)
+    return Render(operations, {h.name: list(h.connector.executed_commands) for h in inventory}, scope, answers)
 
 
-def system(debian: int = 13, container: str = "none", heads: dict[str, str] | None = None) -> list[str]:
-    """System's output: each head as the command prints it (first lines, "|"-joined)."""
-    return [str(debian), container,
+def system(debian: int = 13, container: str = "none", heads: dict[str, str] | None = None,
+           keys: str = "none") -> list[str]:
+    """System's output: the digest of the key files (none: a fresh host), each head as the
+    command prints it (first lines, "|"-joined)."""
+    return [str(debian), container, f"keys {keys}",
             *[f"{path} {'|'.join(lines.splitlines())}|" for path, lines in (heads or {}).items()]]
 
 
 FRESH_STATE = ["# packages", "# paths", "# units", "# users"]  # nothing of ours yet
 FRESH = {"/etc/os-release": system(), "dpkg-query": FRESH_STATE}
 # Keys made by earlier runs: the certificate signed by the CA, the DKIM key (mail host).
+KEPT = "d" * 64  # the digest of the key files the escrow has
 KEYS = {tls.TLSA: TLSA, tls.ISSUER: "acme", dkim.CURRENT: "202601\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"}
 
 
@@ -148,7 +154,12 @@ def fresh_and_steady(path: Path, name: str, hosts: list[str]) -> tuple[Render, R
     fresh = render(path, name, {h: FRESH for h in hosts})
     # The names each host's certificate was signed for (the mail host's also names mta-sts.*).
     signed = {h: (fresh if h == name else render(path, h, {x: FRESH for x in hosts})).scope["data"] for h in hosts}
-    keyed = {h: {"/etc/os-release": system(heads=KEYS | {tls.NAMES: " ".join(tls.names(signed[h]))}),
+    # The zone files as the first run wrote them; the key files as the escrow has them.
+    zones = {p: "\n".join(fresh.uploaded(p).splitlines()[:3]) for p in zone.heads(fresh.scope["data"])}
+    for h in hosts:
+        write_secret(keys.escrow_path(signed[h]).with_suffix(".sha256"), KEPT + "\n")
+    keyed = {h: {"/etc/os-release": system(heads=KEYS | {tls.NAMES: " ".join(tls.names(signed[h]))}
+                                           | (zones if h == name else {}), keys=KEPT),
                  "dpkg-query": FRESH_STATE} for h in hosts}
     steady = render(path, name, keyed | {name: {**keyed[name], "dpkg-query": steady_state(render(path, name, keyed))}})
     return fresh, steady
@@ -183,9 +194,11 @@ def test_a_fresh_vps_gets_everything_in_order(tmp_path, site):
     (make_key,) = [i for i, n in enumerate(names) if re.fullmatch(r"DKIM \| Make the DKIM key of selector \d{6}", n)]
     assert make_key < names.index("DKIM | Check and install /etc/opendkim/inhouse/keytable")
     # Firewall last, with the ports of everything else.
-    assert names[-3:] == ["Firewall | Check and install /etc/iptables/rules.v4",
-                          "Firewall | Check and install /etc/iptables/rules.v6",
-                          "Firewall | Enable and start netfilter-persistent"]
+    assert names[-4:-1] == ["Firewall | Check and install /etc/iptables/rules.v4",
+                            "Firewall | Check and install /etc/iptables/rules.v6",
+                            "Firewall | Enable and start netfilter-persistent"]
+    # Then the keys the run made, to the operator's machine.
+    assert names[-1] == "Keys | Keep the keys of mx.example.org in secrets_dir"
     rules = fresh.uploaded("/etc/iptables/rules.v4")
     assert sorted(set(re.findall(r"-p (tcp|udp) -m \1 --dport (\d+)", rules))) == [
         ("tcp", "143"), ("tcp", "22"), ("tcp", "25"), ("tcp", "443"), ("tcp", "465"), ("tcp", "53"), ("tcp", "587"),
@@ -209,8 +222,7 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
     sshd = "/etc/ssh/sshd_config.d/00-inhouse.conf"
     state = [f"{sshd} {'0' * 64} 600:root:root" if line.startswith(f"{sshd} ") else line
              for line in steady_state(steady)]  # sshd's drop-in, edited by hand
-    heads = KEYS | {tls.NAMES: " ".join(tls.names(steady.scope["data"]))}
-    r = render(path, MX, {MX: {"/etc/os-release": system(heads=heads), "dpkg-query": state}})
+    r = render(path, MX, {MX: {"/etc/os-release": steady.answers[MX]["/etc/os-release"], "dpkg-query": state}})
     assert r.names == [f"SSH | Check and install {sshd}", "SSH | Reload ssh: its config changed"]
     assert [str(c) for c in r.operations[1][1]] == ["systemctl reload ssh"]
 
@@ -242,7 +254,8 @@ def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, 
             assert not {"dovecot-imapd", "opendkim", "opendmarc"} & set(packages)
             assert not [n for n in fresh.names if n.startswith(("IMAP", "DKIM", "DMARC")) or "/db." in n]
             assert facts_sent(fresh, MX) == []
-        assert fresh.names[-1] == "Firewall | Enable and start netfilter-persistent"
+        assert fresh.names[-2:] == ["Firewall | Enable and start netfilter-persistent",
+                                    f"Keys | Keep the keys of {fresh.scope['data']['fqdn']} in secrets_dir"]
         assert steady.names == [], f"{name}: a deployed host got {steady.names}"
 
 

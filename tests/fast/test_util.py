@@ -90,13 +90,14 @@ def test_host_state_command_quotes_every_path_unit_and_user():
 
 @pytest.mark.parametrize(("output", "expected"), [
     # A fresh Debian 13 VM: none of the heads exist yet, the resolver is not running.
-    (["13", "none"], {"debian": 13, "container": "none", "heads": {}, "unvalidated": []}),
+    (["13", "none", "keys none"], {"debian": 13, "container": "none", "keys": "none", "heads": {},
+                                   "unvalidated": []}),
     # Debian 12 in a container: the first three lines of each head ("|"-joined by the
     # command), an empty file, and the names the local resolver did not validate.
-    (["12", "systemd-nspawn", "/etc/inhouse/tls/tlsa 3 1 1 ab|", "/etc/inhouse/tls/issuer acme|",
+    (["12", "systemd-nspawn", "keys " + "e" * 64, "/etc/inhouse/tls/tlsa 3 1 1 ab|", "/etc/inhouse/tls/issuer acme|",
       "/var/lib/bind/db.example.org ; serial 2026010100|; content 0123|$TTL 3600|", "/etc/inhouse/dkim/current ",
       "unvalidated example.org", "unvalidated example.net"],
-     {"debian": 12, "container": "systemd-nspawn",
+     {"debian": 12, "container": "systemd-nspawn", "keys": "e" * 64,
       "heads": {"/etc/inhouse/tls/tlsa": "3 1 1 ab\n", "/etc/inhouse/tls/issuer": "acme\n",
                 "/var/lib/bind/db.example.org": "; serial 2026010100\n; content 0123\n$TTL 3600\n",
                 "/etc/inhouse/dkim/current": ""},
@@ -136,7 +137,7 @@ def test_facts_go_through_pyinfra_in_one_command_each():
         system = host.get_fact(System, heads=["/etc/inhouse/tls/tlsa"], names=["example.org"])
         state = host.get_fact(HostState, paths=["/etc/x"], units=[], users=["alice"])
         sent = [c for c in host.connector.executed_commands if "os-release" in c or "dpkg-query" in c]
-    assert system == {"debian": 13, "container": "none", "heads": {}, "unvalidated": ["example.org"]}
+    assert system == {"debian": 13, "container": "none", "keys": "", "heads": {}, "unvalidated": ["example.org"]}
     assert state == {"packages": {"sudo"}, "paths": {"/etc/x": "no-parent"}, "units": {}, "users": set()}
     assert len(sent) == 2
 
