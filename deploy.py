@@ -19,7 +19,7 @@ they appear in the run after the one that made them.
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import dkim, keys, mail, tls, zone
+from tasks import backup, dkim, keys, mail, tls, zone
 from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
@@ -38,30 +38,36 @@ if restoring := keys.restoring(data, system):  # a rebuilt host: its keys come b
     system["heads"] |= keys.escrowed_heads(data, heads)
 
 
-def tlsa_records() -> dict[str, str]:
-    """TLSA data of every MX host: this one's from its head, the relays' asked from them
-    (one command each), or as they answered last time when they cannot be asked now."""
-    out = {data["fqdn"]: system["heads"].get(tls.TLSA, "").strip()}
-    for name, relay in groups["relay"] if mail_role(data) != "none" else []:
+def relays() -> dict[str, dict[str, str]]:
+    """What the mail host needs of each relay, asked from it (one command each): its TLSA
+    data (for the zones) and SSH host key (for the backups); as it answered last time when
+    it cannot be asked now (down, or refusing root during a rebuild of the mail host)."""
+    out = {}
+    for name, relay in groups["relay"]:
         fqdn = relay.get("fqdn") or name
         try:
-            out[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA])["heads"].get(tls.TLSA, "").strip()
-            tls.remember(data, fqdn, out[fqdn])
+            out[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA, backup.HOST_KEY])["heads"]
+            tls.remember(data, fqdn, out[fqdn].get(tls.TLSA, "").strip())
+            backup.remember_host_key(data, fqdn, out[fqdn].get(backup.HOST_KEY, ""))
         except PyinfraError as e:
-            out[fqdn] = tls.remembered(data, fqdn)
-            logger.warning(f"{host.name}: the relay {name} did not answer ({e}); its TLSA record stays as it was")
-    return {name: t for name, t in out.items() if t}
+            out[fqdn] = {tls.TLSA: tls.remembered(data, fqdn), backup.HOST_KEY: backup.remembered_host_key(data, fqdn)}
+            logger.warning(f"{host.name}: the relay {name} did not answer ({e}); using what it said last time")
+    return out
 
 
-if zone_role(data) == "master":  # the keys the zones publish
+if mail_role(data) != "none" and (zone_role(data) == "master" or mail_role(data) == "mail"):
+    system["relays"] = relays()
+if zone_role(data) == "master":  # the keys the zones publish: TLSA of every MX host
+    tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "")} | {
+        fqdn: heads.get(tls.TLSA, "") for fqdn, heads in system.get("relays", {}).items()}
     data["zone_keys"] = {"dkim": dkim.current(system) if mail_role(data) == "mail" else ("", ""),
-                         "tlsa": tlsa_records()}
+                         "tlsa": {fqdn: t.strip() for fqdn, t in tlsa.items() if t.strip()}}
 configs = {c: c.files(data, system, [o for o in components if o is not c]) for c in components}
 state = host.get_fact(
     HostState,
     paths=[f.path for fs in configs.values() for f in fs] + [p for c in components for p in c.paths(data)],
     units=[u for c in components for u in c.units(data)],
-    users=[data["admin_user"], mail.VMAIL],
+    users=[data["admin_user"], mail.VMAIL, backup.STORE_USER],
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate

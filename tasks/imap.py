@@ -37,8 +37,6 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 @deploy("IMAP")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     if mail.VMAIL not in state["users"]:
-        server.shell(name=f"Add the {mail.VMAIL} user, owner of the Maildirs", commands=[
-            f"useradd --system --user-group --home-dir {mail.MAIL_HOME} --create-home --shell /usr/sbin/nologin "
-            f"{mail.VMAIL} && chmod 750 {mail.MAIL_HOME}"])
+        server.shell(name=f"Add the {mail.VMAIL} user, owner of the Maildirs", commands=[mail.ADD_VMAIL])
     changed = install_files(configs, state)
     activate(UNITS, {p: op for p, op in changed.items() if p not in (PASSWD, USERS)}, state)

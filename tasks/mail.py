@@ -70,6 +70,9 @@ PASSWORDS = "mail-passwords"  # in secrets_dir: "address hash" lines
 HASH = re.compile(r"\{[A-Z0-9.-]+\}[!-9;-~]+")
 MAIL_HOME = "/var/mail/vhosts"  # Maildirs, owned by VMAIL
 VMAIL = "vmail"
+# Made by imap, or by backup first when a rebuild puts the Maildirs back.
+ADD_VMAIL = (f"id -u {VMAIL} >/dev/null 2>&1 || {{ useradd --system --user-group --home-dir {MAIL_HOME} --create-home "
+             f"--shell /usr/sbin/nologin {VMAIL} && chmod 750 {MAIL_HOME}; }}")
 
 
 def domains(data: dict) -> list[str]:

@@ -4,7 +4,8 @@ is a task module (the interface: tasks/component.py) and one line here.
 
 The order, with its reasons:
 - admin before ssh: the admin can log in before root logins stop;
-- keys (a rebuilt host's, put back) before any component that uses or makes them;
+- keys (a rebuilt host's, put back) before any component that uses or makes them, and
+  the mail (backup) before the MTA and dovecot start;
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
@@ -13,6 +14,8 @@ The order, with its reasons:
 
 from tasks import (
     admin,
+    backup,
+    backup_store,
     bans,
     clock,
     dkim,
@@ -60,6 +63,8 @@ COMPONENTS = [
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
     Component(keys),
+    Component(backup, lambda d: mail_role(d) == "mail" and backup.on(d)),
+    Component(backup_store, lambda d: mail_role(d) == "relay" and backup_store.on(d)),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),

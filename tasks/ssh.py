@@ -11,6 +11,7 @@ Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
 
 from pyinfra.api import deploy
 
+from tasks import backup_store
 from tasks.util import ConfigFile, activate, install_files, render
 from tasks.validate import ONE_LINE_TEXT, listing
 
@@ -52,6 +53,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         kex=KEX.get(debian, KEX[13]) + KEX_COMMON,
         # PerSourcePenalties (OpenSSH 9.8+) would otherwise block the operator after typos.
         penalties=debian >= 13,
+        also=[backup_store.USER] if backup_store.on(data) else [],
     )
     return [ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config, check="sshd -t", mode="600")]
 

@@ -117,7 +117,7 @@ def steady_state(r: Render) -> list[str]:
         "# paths", *[f"{f.path} {f.state}" for fs in configs.values() for f in fs],
         *others,
         "# units", *[f"{u} enabled active" for c in components for u in c.units(data)],
-        "# users", data["admin_user"], "vmail",
+        "# users", data["admin_user"], "vmail", "inhouse-backup",
     ]
 
 
