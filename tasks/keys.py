@@ -102,9 +102,11 @@ def apply(data: dict, configs: list, state: dict):
 
 @deploy("Keys")
 def escrow(data: dict, keeps: list[str], system: dict) -> None:
-    """At the end of the run: copy the keys to secrets_dir when they may have changed (the
-    digest read at the start differs from the escrow's, or this run restored or made them)."""
-    if keeps and (system.get("keys") != recorded(data) or system.get("keys") == NONE):
+    """At the end of the run: copy the keys to secrets_dir when they may have changed: the
+    digest read at the start differs from the escrow's, or the run does anything at all (a
+    new certificate, a new DKIM key: one more command, which writes only what changed). A
+    run with nothing to do sends nothing."""
+    if keeps and (system.get("keys") != recorded(data) or host.op_hash_order):
         python.call(name=f"Keep the keys of {data['fqdn']} in secrets_dir", function=fetch, data=data, keeps=keeps)
 
 
@@ -122,7 +124,7 @@ def fetch(data: dict, keeps: list[str]) -> None:
     digest, blob = lines[0].split(" ", 1)[1], base64.b64decode(lines[1])
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         count = len([m for m in tar.getmembers() if m.isfile()])
-    if digest == NONE or not count:
+    if digest == NONE or not count or digest == recorded(data) and escrow_path(data).exists():
         return
     path = escrow_path(data)
     write_secret(path, blob)

@@ -223,7 +223,9 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
     state = [f"{sshd} {'0' * 64} 600:root:root" if line.startswith(f"{sshd} ") else line
              for line in steady_state(steady)]  # sshd's drop-in, edited by hand
     r = render(path, MX, {MX: {"/etc/os-release": steady.answers[MX]["/etc/os-release"], "dpkg-query": state}})
-    assert r.names == [f"SSH | Check and install {sshd}", "SSH | Reload ssh: its config changed"]
+    # And a run that changes anything looks whether the keys changed too.
+    assert r.names == [f"SSH | Check and install {sshd}", "SSH | Reload ssh: its config changed",
+                       "Keys | Keep the keys of mx.example.org in secrets_dir"]
     assert [str(c) for c in r.operations[1][1]] == ["systemctl reload ssh"]
 
 
