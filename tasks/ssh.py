@@ -9,6 +9,8 @@ library) speaks, or the next deploy would be locked out while OpenSSH clients st
 Reads: ssh_port, ssh_extra_config, admin_user, operator_networks.
 """
 
+import shlex
+
 from pyinfra.api import deploy
 
 from tasks import backup_store
@@ -55,7 +57,11 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         penalties=debian >= 13,
         also=[backup_store.USER] if backup_store.on(data) else [],
     )
-    return [ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config, check="sshd -t", mode="600")]
+    # Valid is not enough: the admin must still be let in (a config sshd accepts can still
+    # name nobody who can log in), or the deploy would lock its operator out.
+    admin = shlex.quote(f"allowusers {data['admin_user']}")
+    return [ConfigFile("/etc/ssh/sshd_config.d/00-inhouse.conf", config, mode="600", checker="sshd",
+                       check=f"sshd -t && sshd -T | grep -qx {admin}")]
 
 
 @deploy("SSH")
