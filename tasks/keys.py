@@ -107,7 +107,7 @@ def escrow(data: dict, keeps: list[str], system: dict) -> None:
     new certificate, a new DKIM key: one more command, which writes only what changed). A
     run with nothing to do sends nothing."""
     if keeps and (system.get("keys") != recorded(data) or host.op_hash_order):
-        python.call(name=f"Keep the keys in secrets_dir", function=fetch, data=data, keeps=keeps)
+        python.call(name="Keep the keys in secrets_dir", function=fetch, data=data, keeps=keeps)
 
 
 def fetch(data: dict, keeps: list[str]) -> None:
