@@ -11,7 +11,8 @@ The story of a run, on each host:
    from data alone; one more round trip reads the state of those files, units and users;
 4. the missing packages install in one apt run, then each component acts only on what
    differs from that state, restarting a service only when one of its inputs changed;
-5. keys the run made or changed are copied to secrets_dir (tasks/keys.py).
+5. keys the run made or changed are copied to secrets_dir (tasks/keys.py); a rebuilt mail
+   host asks its relays (ETRN) for the mail they kept for it meanwhile.
 The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
 they appear in the run after the one that made them.
 """
@@ -76,3 +77,5 @@ install_packages([p for c in components for p in c.packages(data)], state["packa
 for component in components:
     component.apply(data, configs[component], state)
 keys.escrow(data, keeps, system)  # new or changed keys, to the operator's machine
+if restoring and mail_role(data) == "mail":  # back from a rebuild: what waited on the relays, now
+    backup.ask_relays(data)

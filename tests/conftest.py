@@ -19,6 +19,7 @@ Lab tests need a deployed lab (lab/test does it all); without one they fail, nev
 """
 
 import json
+import os
 import re
 import runpy
 import ssl
@@ -40,8 +41,11 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """test_logs.py looks at what every other test left in the logs: it runs last."""
-    items.sort(key=lambda item: item.module.__name__.endswith("test_logs"))
+    """test_logs.py looks at what every other test left in the logs: it runs after the
+    others, and before test_rebuild.py, which throws the disks away (the other tests'
+    logs with them) and runs last."""
+    order = {"test_logs": 1, "test_rebuild": 2}
+    items.sort(key=lambda item: order.get(item.module.__name__.rsplit(".", 1)[-1], 0))
 
 
 def is_lab_inventory(config) -> bool:
@@ -153,10 +157,12 @@ def deploy(lab):
     """Run the real deploy against the lab, as an operator would; returns the process and
     the numbers of operations that changed something and that failed, counted per host."""
 
-    def run(*args: str) -> tuple[subprocess.CompletedProcess, int, int]:
+    def run(*args: str, bootstrap: bool = False) -> tuple[subprocess.CompletedProcess, int, int]:
+        """bootstrap: the first run on a fresh host, as root (INHOUSE_BOOTSTRAP=1)."""
         r = subprocess.run(
             [str(REPO / ".venv/bin/pyinfra"), "-y", str(LAB / "inventory.py"), "deploy.py", *args],
             cwd=REPO, capture_output=True, text=True, timeout=900,
+            env=os.environ | {"INHOUSE_BOOTSTRAP": "1" if bootstrap else "0"},
         )
         # A dry run stops after preparing (pyinfra: "Skipping change detection").
         ran = "Beginning operation run" in r.stderr or ("--dry" in args and "Skipping change detection" in r.stderr)

@@ -2,12 +2,16 @@
 clients reach a host as pyinfra does, the internet the server lives in, and connections by
 name to an address of our choosing."""
 
+import base64
+import email
+import email.policy
 import imaplib
 import os
 import smtplib
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,3 +177,42 @@ class Endpoint:
         return Connection(self.name, 993, ssl_context=self.context, timeout=20)
 
 
+
+
+OUTSIDE_USER = "carol@outside.test"
+
+
+def inbox(mx: Endpoint, user: str, password: str, token: str, count: int = 1,
+          timeout: float = 30) -> list[email.message.Message]:
+    """The messages in `user`'s INBOX whose subject has `token`, read over IMAPS, once
+    there are `count` of them (or time is up)."""
+    deadline = time.time() + timeout
+    while True:
+        with mx.imap() as imap:
+            imap.login(user, password)
+            imap.select("INBOX", readonly=True)
+            _, ids = imap.search(None, "SUBJECT", token)
+            found = [email.message_from_bytes(imap.fetch(i, "(RFC822)")[1][0][1], policy=email.policy.default)
+                     for i in ids[0].split()]
+        if len(found) >= count or time.time() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def outside_maildir(outside, token: str, timeout: float = 30) -> bytes:
+    """The message with `token` in carol@outside.test's Maildir, as delivered."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = outside.run("grep -l -r -- %s /home/carol/Maildir/new", token)
+        if r.rc == 0:
+            return outside.check_output("cat %s", r.stdout.split()[0]).encode() + b"\n"
+        time.sleep(0.5)
+    pytest.fail(f"no message {token} reached {OUTSIDE_USER}")
+
+
+def send_from_outside(outside, recipient: str, subject: str) -> None:
+    """Mail sent by outside.test's own MTA: MX lookup, DANE, SPF from its address, as on
+    the internet."""
+    message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n\nhello\n"
+    outside.check_output("echo %s | base64 -d | sendmail -f %s %s",
+                         base64.b64encode(message.encode()).decode(), OUTSIDE_USER, recipient)

@@ -7,14 +7,12 @@ lab network. Against a real server only what a stranger may try runs: no mail is
 (sessions end before DATA), no login is tried; the rest is marked `lab`.
 """
 
-import base64
 import email
 import email.policy
 import imaplib
 import re
 import smtplib
 import socket
-import time
 import uuid
 
 import dkim
@@ -26,45 +24,7 @@ import spf
 
 from tasks import dkim as dkim_keys
 from tasks import mail, tls
-from tests.helpers import Endpoint, vantage
-
-OUTSIDE_USER = "carol@outside.test"
-
-
-def inbox(mx: Endpoint, user: str, password: str, token: str, count: int = 1,
-          timeout: float = 30) -> list[email.message.Message]:
-    """The messages in `user`'s INBOX whose subject has `token`, read over IMAPS, once
-    there are `count` of them (or time is up)."""
-    deadline = time.time() + timeout
-    while True:
-        with mx.imap() as imap:
-            imap.login(user, password)
-            imap.select("INBOX", readonly=True)
-            _, ids = imap.search(None, "SUBJECT", token)
-            found = [email.message_from_bytes(imap.fetch(i, "(RFC822)")[1][0][1], policy=email.policy.default)
-                     for i in ids[0].split()]
-        if len(found) >= count or time.time() > deadline:
-            return found
-        time.sleep(0.5)
-
-
-def outside_maildir(outside, token: str, timeout: float = 30) -> bytes:
-    """The message with `token` in carol@outside.test's Maildir, as delivered."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r = outside.run("grep -l -r -- %s /home/carol/Maildir/new", token)
-        if r.rc == 0:
-            return outside.check_output("cat %s", r.stdout.split()[0]).encode() + b"\n"
-        time.sleep(0.5)
-    pytest.fail(f"no message {token} reached {OUTSIDE_USER}")
-
-
-def send_from_outside(outside, recipient: str, subject: str) -> None:
-    """Mail sent by outside.test's own MTA: MX lookup, DANE, SPF from its address, as on
-    the internet."""
-    message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n\nhello\n"
-    outside.check_output("echo %s | base64 -d | sendmail -f %s %s",
-                         base64.b64encode(message.encode()).decode(), OUTSIDE_USER, recipient)
+from tests.helpers import OUTSIDE_USER, Endpoint, inbox, outside_maildir, send_from_outside, vantage
 
 
 @pytest.mark.lab("sends mail from outside.test and reads it with the users' passwords")
