@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark: what a deploy costs on one fresh lab host, against the floor of a bare
 `apt-get install` of the same packages on an identical fresh host; then what zones cost
-on master and secondary, for 1, 10 and 100 domains; then mail throughput; then the no-op
-run on 1, 4 and 8 hosts. Prints figures.
+on master and secondary, for 1, 10 and 100 domains; then mail throughput; then backups of
+10,000 messages and a rebuild of the mail host from a fresh disk; then the no-op run on 1,
+4 and 8 hosts. Prints figures.
 
-    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail|scale]
+    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail|rebuild|scale]
 
 Boots its own lab of three hosts (replacing any running lab), and takes it down at the end.
 Remote commands are counted inside pyinfra (every shell command and file upload its SSH
@@ -13,6 +14,7 @@ connector makes): round trips dominate a no-op run.
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -48,9 +50,9 @@ def sh(*cmd, env=None, check=True):
                           env=env)
 
 
-def lab_ssh(host, user, command):
+def lab_ssh(host, user, command, check=True):
     return sh("ssh", "-F", "/dev/null", "-i", LAB / "id_ed25519", "-o", f"UserKnownHostsFile={LAB / 'known_hosts'}",
-              "-o", "BatchMode=yes", f"{user}@{host}", command)
+              "-o", "BatchMode=yes", f"{user}@{host}", command, check=check)
 
 
 def deploy(*args: str, bootstrap: bool = False) -> tuple[float, dict]:
@@ -174,6 +176,55 @@ def mail_throughput(hosts: dict, count: int = 500) -> None:
     print(f"  {'stock postfix, same host (no checks)':38} {base[0]:6.1f} accepted/s  {base[1]:6.1f} delivered/s")
 
 
+def rebuild(hosts: dict, count: int = 10000) -> None:
+    """Backups of `count` messages (first and incremental: time, repository size), then the
+    mail host's disk thrown away: the time from the fresh disk to mail flowing again (the
+    two deploys of README "Rebuild a server", then a message from outside in the INBOX)."""
+    bootstrap(*hosts)
+    sh(PYTHON, REPO / "lab/root.py", "publish")
+    deploy()
+    mx, relay, outside = (hosts[n]["ipv4"] for n in ("lab1", "lab2", "lab3"))
+    maildir = "/var/mail/vhosts/inhouse.test/alice/Maildir"
+    # Messages of 2 to 6 kB (text, as mail is: compressible), written straight into cur/.
+    fill = (f"i=0; while [ $i -lt {{n}} ]; do i=$((i+1)); f={maildir}/cur/$(date +%s).bench$i.{{tag}}:2,S; "
+            "{ printf 'From: carol@outside.test\nTo: alice@inhouse.test\nSubject: bench %s\n\n' $i; "
+            "seq $i $((i + 400 + i % 800)); } > $f; done; chown -R vmail:vmail " + maildir)
+    lab_ssh(mx, "ops", "sudo sh -c " + shlex.quote(fill.format(n=count, tag="a")))
+
+    def backup_run() -> tuple[float, int]:
+        start = time.monotonic()
+        lab_ssh(mx, "ops", "sudo systemctl start inhouse-backup.service")
+        seconds = time.monotonic() - start
+        size = lab_ssh(relay, "ops", "sudo du -sb /var/backups/inhouse").stdout.split()[0]
+        return seconds, int(size)
+
+    first = backup_run()
+    lab_ssh(mx, "ops", "sudo sh -c " + shlex.quote(fill.format(n=100, tag="b")))
+    incremental = backup_run()
+    print(f"Backup of the mail host to the relay (borg, zstd), {count} messages")
+    print(f"  {'first':34} {first[0]:6.1f} s  repository {first[1] / 2**20:.1f} MiB")
+    print(f"  {'incremental (100 more messages)':34} {incremental[0]:6.1f} s  "
+          f"repository {incremental[1] / 2**20:.1f} MiB")
+    start = time.monotonic()
+    sh(sys.executable, REPO / "lab/lab.py", "rebuild", "lab1")
+    booted = time.monotonic() - start
+    first_run, counts = deploy("--limit", "lab1", bootstrap=True)
+    second_run, second = deploy()
+    token = f"rebuilt{int(time.time())}"
+    lab_ssh(outside, "ops", f"printf 'Subject: {token}\n\nhello\n' | /usr/sbin/sendmail -f carol@outside.test "
+                            "alice@inhouse.test")
+    while lab_ssh(mx, "ops", f"sudo grep -rlq {token} {maildir}/new", check=False).returncode:
+        if time.monotonic() - start > 1200:
+            sys.exit("benchmark: no mail after the rebuild within 20 minutes")
+        time.sleep(0.5)
+    restored = lab_ssh(mx, "ops", f"sudo ls {maildir}/cur | wc -l").stdout.strip()
+    print(f"Rebuild of the mail host from a fresh disk ({restored} messages restored)")
+    print(f"  {'fresh disk, booted':34} {booted:6.1f} s")
+    print(figures("first run (keys, mail, services)", first_run, counts))
+    print(figures("second run", second_run, second))
+    print(f"  {'fresh disk to mail flowing':34} {time.monotonic() - start:6.1f} s")
+
+
 def scale(release: str) -> None:
     """The no-op run on 1, 4 and 8 hosts with the hardening components (the lab's hosts
     outside the site), with its remote commands per host: hosts run in parallel, so 8 hosts
@@ -195,7 +246,7 @@ def scale(release: str) -> None:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--release", default="trixie", choices=["trixie", "bookworm"])
-    p.add_argument("--only", choices=["hardening", "zones", "mail", "scale"], help="one part only")
+    p.add_argument("--only", choices=["hardening", "zones", "mail", "rebuild", "scale"], help="one part only")
     a = p.parse_args()
     sys.path.insert(0, str(REPO))
     if a.only != "scale":
@@ -210,6 +261,8 @@ def main():
             zones()
         if a.only in (None, "mail"):
             mail_throughput(hosts)
+        if a.only in (None, "rebuild"):
+            rebuild(hosts)
         if a.only in (None, "scale"):
             scale(a.release)
     finally:

@@ -18,13 +18,13 @@ Reads: backup_*, fqdn, domain, the relay group.
 
 import re
 import secrets
+import shlex
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.api.command import StringCommand
 from pyinfra.operations import python, server
 
 from tasks import mail
@@ -107,7 +107,7 @@ def etrn(data: dict) -> None:
     this host, which the relays let in (mynetworks): no login to them needed."""
     for relay in data["zone_hosts"].get("relay", []):
         address = relay["ipv4"] or relay["ipv6"]
-        command = StringCommand("bash", "-c", ETRN, "etrn", address, data["fqdn"], *mail.domains(data))
+        command = shlex.join(["bash", "-c", ETRN, "etrn", address, data["fqdn"], *mail.domains(data)])
         ok, output = host.run_shell_command(command, print_output=False)
         if not ok:
             logger.warning(f"{host.name}: the relay {relay['fqdn']} did not take ETRN "

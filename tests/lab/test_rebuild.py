@@ -221,6 +221,7 @@ def test_the_rebuild_is_the_deploy(mail_host_rebuilt):
     result = mail_host_rebuilt["runs"]["bootstrap"][0]
     out = result.stdout + result.stderr
     assert "Put back the keys" in out and "Put back the mail" in out and "ETRN" in out, out[-3000:]
+    assert "did not take ETRN" not in out, out[-3000:]
 
 
 def test_a_further_deploy_changes_nothing(mail_host_rebuilt):
