@@ -35,8 +35,8 @@ if errors := problems(host.name, data):
 components = enabled(data)
 heads, keeps = [h for c in components for h in c.heads(data)], [k for c in components for k in c.keeps(data)]
 system = host.get_fact(System, heads=heads, names=zone.zones(data) if data["resolver_enabled"] else [], keeps=keeps)
-if restoring := keys.restoring(data, system):  # a rebuilt host: its keys come back first
-    system["heads"] |= keys.escrowed_heads(data, heads)
+if (restoring := keys.restoring(data, system)) and system["keys"] == keys.NONE:  # a rebuilt host:
+    system["heads"] |= keys.escrowed_heads(data, heads)  # its keys come back first
 
 
 def relays() -> dict[str, dict[str, str]]:
@@ -72,10 +72,12 @@ state = host.get_fact(
 )
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate
-state["restoring"] = restoring
+state["restoring"], state["keys"] = restoring, system["keys"]
 install_packages([p for c in components for p in c.packages(data)], state["packages"])
 for component in components:
     component.apply(data, configs[component], state)
 keys.escrow(data, keeps, system)  # new or changed keys, to the operator's machine
-if restoring and mail_role(data) == "mail":  # back from a rebuild: what waited on the relays, now
-    backup.ask_relays(data)
+if restoring:
+    if mail_role(data) == "mail":  # back from a rebuild: what waited on the relays, now
+        backup.ask_relays(data)
+    keys.rebuilt()

@@ -358,6 +358,11 @@ def up(count, release, zone_server, mta="postfix"):
     tidy()
     base = image(release)
     OUT.mkdir(exist_ok=True)
+    # New hosts are a new site: nothing of the last lab's site may make them look like
+    # hosts it knew (its key escrow would turn the first deploy into a rebuild).
+    for made in ("secrets", "root"):
+        shutil.rmtree(OUT / made, ignore_errors=True)
+    (OUT / "mail-users.json").unlink(missing_ok=True)
     key_file = OUT / "id_ed25519"
     if not key_file.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "inhouse-lab", "-f", key_file)

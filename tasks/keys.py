@@ -41,6 +41,14 @@ DEFAULTS = {
 }
 CHECKS = {"restore_on_rebuild": scalar(BOOLEAN)}
 UPLOAD = "/root/.inhouse-keys.b64"  # only during a restore; root's home is private
+# From the keys' return until the end of the first run that completes: a rebuild that
+# stopped half way (the backup out of reach) goes on restoring in the next run, rather
+# than starting the services on a host that has its keys but not its mail.
+PENDING = "/var/lib/inhouse/rebuild-pending"
+
+
+def heads(data: dict) -> list[str]:
+    return [PENDING]
 
 
 def escrow_path(data: dict) -> Path:
@@ -68,9 +76,10 @@ def problems(data: dict) -> list[str]:
 
 
 def restoring(data: dict, system: dict) -> bool:
-    """Whether this run puts the escrowed keys back: a host with none of its key files, that
-    the site has known before."""
-    return system.get("keys") == NONE and escrow_path(data).exists() and data["restore_on_rebuild"]
+    """Whether this run rebuilds the host: one with none of its key files that the site has
+    known before (its keys come back), or one whose rebuild has not completed yet."""
+    fresh = system.get("keys") == NONE and escrow_path(data).exists() and data["restore_on_rebuild"]
+    return fresh or PENDING in system.get("heads", {})
 
 
 def escrowed_heads(data: dict, paths: list[str]) -> dict[str, str]:
@@ -90,14 +99,22 @@ def escrowed_heads(data: dict, paths: list[str]) -> dict[str, str]:
 
 @deploy("Keys")
 def apply(data: dict, configs: list, state: dict):
-    if not state.get("restoring"):
+    if not state.get("restoring") or state.get("keys") != NONE:  # not a rebuild, or the keys are back
         return
     archive = base64.b64encode(escrow_path(data).read_bytes()).decode()
     upload = ConfigFile(UPLOAD, archive + "\n", mode="600")
     install_files([upload], {"paths": {}})  # private from its first byte (tasks/util.py put_checked)
     # Owners by name: the packages that own them (bind, opendkim, exim) are installed by now.
+    script = (f"base64 -d {UPLOAD} | tar -xzpf - -C / && rm -f {UPLOAD} && "
+              f"mkdir -p {Path(PENDING).parent} && echo pending > {PENDING}")
     server.shell(name=f"Put back the keys of {data['fqdn']} from secrets_dir",
-                 commands=[f"sh -c {shlex.quote(f'base64 -d {UPLOAD} | tar -xzpf - -C / && rm -f {UPLOAD}')}"])
+                 commands=[f"sh -c {shlex.quote(script)}"])
+
+
+@deploy("Keys")
+def rebuilt() -> None:
+    """The last step of a rebuild's run: from now on a run is an ordinary one."""
+    server.shell(name="The rebuild is complete", commands=[f"rm -f {PENDING}"])
 
 
 @deploy("Keys")

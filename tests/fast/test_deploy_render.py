@@ -10,7 +10,9 @@ user and key as the deploy would leave them, computed from the files the deploy 
 rendered): a steady host gets no operation at all, after two remote commands.
 """
 
+import io
 import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,3 +284,44 @@ def test_a_debian_12_container_gets_its_own_files(tmp_path, site):
     r = render(path, MX, {MX: {"/etc/os-release": system(12, "systemd-nspawn"), "dpkg-query": FRESH_STATE}})
     assert {"Clock | Install /etc/systemd/system/chrony.service.d/inhouse-container.conf",
             "Clock | Install /etc/timezone", "Clock | Reload systemd units"} <= set(r.names)
+
+
+def escrow(data: dict, files: dict[str, str]) -> None:
+    """An escrow in secrets_dir with `files` (path -> content), as an earlier run kept them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(content.encode())
+            tar.addfile(info, io.BytesIO(content.encode()))
+    write_secret(keys.escrow_path(data), buffer.getvalue())
+
+
+def test_a_rebuilt_mail_host_gets_keys_and_mail_back_before_any_service(tmp_path, site):
+    path = inventory(tmp_path, example_inventory(**site))
+    relay_steady = {"/etc/os-release": system(heads=KEYS), "dpkg-query": FRESH_STATE}
+    data = render(path, MX, {MX: FRESH, VPS: relay_steady}).scope["data"]
+    escrow(data, {dkim.CURRENT: "202601\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n", tls.TLSA: TLSA + "\n"})
+    rebuilt = render(path, MX, {MX: FRESH, VPS: relay_steady})
+    names = rebuilt.names
+    # The keys of before (the escrow's DKIM selector, not a new one), then the mail, then
+    # the services; the relay asked for the mail it kept; the rebuild marked complete last.
+    assert in_order(names, f"Keys | Put back the keys of {MX} from secrets_dir",
+                    "Backup | Put back the mail from the newest backup in "
+                    f"ssh://inhouse-backup@198.51.100.20/var/backups/inhouse/{MX}",
+                    "Zone (bind) | Enable and start named", "MTA (postfix) | Enable and start postfix",
+                    "IMAP | Enable and start dovecot",
+                    "Backup | Ask the relays for the mail they kept meanwhile (ETRN)", "Keys | The rebuild is complete")
+    assert not [n for n in names if n.startswith("DKIM | Make the DKIM key")]
+    assert re.search(r"^202601\._domainkey\s", rebuilt.uploaded("/var/lib/bind/db.example.org"), re.M)
+    assert in_order(names, f"Keys | Install {keys.UPLOAD}", f"Keys | Put back the keys of {MX} from secrets_dir")
+    # A rebuild that stopped after the keys (the backup out of reach) goes on restoring.
+    resumed = render(path, MX, {MX: {"/etc/os-release": system(heads=KEYS | {keys.PENDING: "pending"}, keys=KEPT),
+                                     "dpkg-query": FRESH_STATE}, VPS: relay_steady})
+    assert not [n for n in resumed.names if n.startswith("Keys | Put back")]
+    assert in_order(resumed.names, "Backup | Put back the mail from the newest backup in "
+                    f"ssh://inhouse-backup@198.51.100.20/var/backups/inhouse/{MX}",
+                    "MTA (postfix) | Enable and start postfix", "Keys | The rebuild is complete")
+    # An ordinary host that lost nothing: no restore at all.
+    _, steady = fresh_and_steady(path, MX, [MX, VPS])
+    assert steady.names == []

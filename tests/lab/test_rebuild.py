@@ -181,7 +181,8 @@ def test_a_backup_to_an_unreachable_repository_fails_visibly(on_server, deploy, 
 
 
 @pytest.fixture(scope="module")
-def mail_host_rebuilt(deploy, on_server, outside, lab_host, mx, mail_data, passwords, world, tls_context):
+def mail_host_rebuilt(deploy, on_server, server, observer, outside, lab_host, mx, mail_data, passwords, world,
+                      tls_context):
     """lab1 before and after its rebuild: what the tests compare."""
     user = mail.admin(mail_data)
     relay = zone.servers(mail_data, "relay")[0]
@@ -207,21 +208,41 @@ def mail_host_rebuilt(deploy, on_server, outside, lab_host, mx, mail_data, passw
     send_from_outside(outside, user, f"{during} during the rebuild")
     wait("the relay queued the mail of the mail host", lambda: queued(on_relay, user))
 
-    bootstrap = deploy("--limit", "lab1", bootstrap=True)
+    # First with the backup out of reach (the relay refuses the mail host's SSH): the run
+    # must stop at the mail and start no service that would serve an empty mailbox.
+    block = f"INPUT -s {server.ipv4} -p tcp --dport 22 -j REJECT"
+    on_relay.check_output(f"iptables -I {block}")
+    try:
+        stopped = deploy("--limit", "lab1", bootstrap=True)
+        listening = {port: observer.tcp_open(server.ipv4, port) for port in (25, 53, 143, 465, 587, 993)}
+    finally:
+        on_relay.check_output(f"iptables -D {block}")
+    bootstrap = deploy("--limit", "lab1", bootstrap=True)  # the same command again, the relay reachable
     again = deploy()
     further = deploy()
-    return {"user": user, "during": during, "before": before, "relay": relay,
-            "runs": {"bootstrap": bootstrap, "second": again, "further": further}}
+    return {"user": user, "during": during, "before": before, "relay": relay, "listening": listening,
+            "runs": {"stopped": stopped, "bootstrap": bootstrap, "second": again, "further": further}}
+
+
+def test_a_rebuild_that_cannot_read_the_backup_stops_and_serves_nothing(mail_host_rebuilt):
+    result, _, failed = mail_host_rebuilt["runs"]["stopped"]
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and failed, out[-3000:]
+    assert "Put back the keys" in out and "cannot read ssh://" in out, out[-3000:]
+    assert not any(mail_host_rebuilt["listening"].values()), mail_host_rebuilt["listening"]
 
 
 def test_the_rebuild_is_the_deploy(mail_host_rebuilt):
-    for run, (result, _, failed) in mail_host_rebuilt["runs"].items():
+    for run in ("bootstrap", "second", "further"):
+        result, _, failed = mail_host_rebuilt["runs"][run]
         assert result.returncode == 0 and not failed, (run, result.stdout[-3000:], result.stderr[-2000:])
-    # It put the keys and the mail back, and asked the relay for what it kept.
+    # The same command again goes on: the mail back, the relay asked for what it kept.
     result = mail_host_rebuilt["runs"]["bootstrap"][0]
     out = result.stdout + result.stderr
-    assert "Put back the keys" in out and "Put back the mail" in out and "ETRN" in out, out[-3000:]
+    assert "Put back the mail" in out and "ETRN" in out and "The rebuild is complete" in out, out[-3000:]
     assert "did not take ETRN" not in out, out[-3000:]
+    second = mail_host_rebuilt["runs"]["second"][0]
+    assert "Put back the mail" not in second.stdout + second.stderr  # once complete, an ordinary run
 
 
 def test_a_further_deploy_changes_nothing(mail_host_rebuilt):
