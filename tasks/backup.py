@@ -4,8 +4,9 @@ The repository is on the relay by default (tasks/backup_store.py: an account tha
 run `borg serve` for this host's repository), or any `ssh://` repository the operator
 names. borg encrypts on the mail host (repokey-blake2) with a passphrase made on the
 operator's machine (secrets_dir/backup/FQDN.passphrase): the repository's host never sees
-it. Each run adds an archive of the Maildirs and the keys, prunes (backup_keep_*), frees
-the space (compact) and checks the new archive. Maildir needs no pause of dovecot: each
+it. Each run adds an archive of the Maildirs and of the keys (a second, encrypted copy of
+what tasks/keys.py keeps), prunes (backup_keep_*), frees the space (compact) and checks the
+new archive. Maildir needs no pause of dovecot: each
 message is a file written once and renamed into place, and dovecot-uidlist (UIDs,
 UIDVALIDITY) is replaced atomically; a message moved during the run is in the next one.
 A failed run leaves a failed unit, mails the postmaster, and the next deploy says so.
@@ -151,13 +152,16 @@ def credentials(secrets_dir: str, fqdn: str) -> tuple[str, str, str]:
     return passphrase.read_text().strip(), key.read_text(), key.with_suffix(".pub").read_text().strip()
 
 
-def files(data: dict, system: dict) -> list[ConfigFile]:
+def files(data: dict, system: dict, keeps: list[str] = ()) -> list[ConfigFile]:
+    """`keeps`: the key files of the host's other components, in each archive too (an
+    encrypted copy off the host, besides the escrow in secrets_dir)."""
     passphrase, key, _ = credentials(data["secrets_dir"], data["fqdn"])
     target = relay(data) if not data["backup_repository"] else None
     host_key = system.get("relays", {}).get(target["fqdn"], {}).get(HOST_KEY, "").strip() if target else ""
     known = [f"{a if ':' not in a else f'[{a}]'} {' '.join(host_key.split()[:2])}"
              for a in (target["ipv4"], target["ipv6"]) if a] if host_key else []
     ctx = {"repository": repository(data), "dir": DIR, "status": STATUS, "sources": [mail.MAIL_HOME],
+           "keeps": list(keeps),
            "strict": "yes" if known else "accept-new", "postmaster": f"postmaster@{data['domain']}"}
     return [
         ConfigFile(f"{DIR}/passphrase", passphrase + "\n", mode="600", dir_mode="700"),

@@ -56,6 +56,13 @@ class Firewall(Component):
                               sources=[s for c in others for s in c.sources(data)])
 
 
+class Backup(Component):
+    """Archives the key files of the other components too."""
+
+    def files(self, data: dict, system: dict, others: list[Component]) -> list:
+        return backup.files(data, system, keeps=[k for c in others for k in c.keeps(data)])
+
+
 COMPONENTS = [
     Component(admin),
     Component(ssh),
@@ -63,7 +70,7 @@ COMPONENTS = [
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
     Component(keys),
-    Component(backup, lambda d: mail_role(d) == "mail" and backup.on(d)),
+    Backup(backup, lambda d: mail_role(d) == "mail" and backup.on(d)),
     Component(backup_store, lambda d: mail_role(d) == "relay" and backup_store.on(d)),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
