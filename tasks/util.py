@@ -163,12 +163,12 @@ class ConfigFile:
 
 
 # What a diff must not show: crypt(3) hashes ($6$salt$hash, with or without dovecot's
-# {SCHEME} prefix), TSIG secrets of bind (secret "...";) and NSD (secret: "..."), and PEM
-# private keys.
+# {SCHEME} prefix), TSIG secrets of bind (secret "...";) and NSD (secret: "..."), PEM
+# private keys and other lines of base64 or base64url alone (the backup's passphrase).
 SECRETS = [
     (re.compile(r"(\{[A-Z0-9.-]+\})?\$[0-9a-z]+\$[^\s:]+"), r"\1********"),
     (re.compile(r"(secret:?\s*\"?)[A-Za-z0-9+/=]{8,}"), r"\1********"),
-    (re.compile(r"^[A-Za-z0-9+/=]{40,}$"), "********"),  # a line of a PEM body
+    (re.compile(r"^[A-Za-z0-9+/=_-]{40,}$"), "********"),  # a line of a PEM body, a passphrase
 ]
 
 

@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import re
+import secrets
 import shlex
 import subprocess
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ def test_diffs_mask_hashes_tsig_secrets_and_key_material():
     assert masked('    secret "c2VjcmV0c2VjcmV0c2VjcmV0";') == '    secret "********";'
     assert masked('\tsecret: "c2VjcmV0c2VjcmV0c2VjcmV0"') == '\tsecret: "********"'
     assert masked("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7") == "********"
+    assert masked(secrets.token_urlsafe(32)) == "********"  # the backup's passphrase file
     # What is not secret stays readable.
     assert masked("maxretry = 5") == "maxretry = 5"
     assert masked("smtpd_banner = $myhostname ESMTP") == "smtpd_banner = $myhostname ESMTP"
