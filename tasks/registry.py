@@ -3,9 +3,11 @@ deploy.py, the data checks, the tests and the benchmark ask this list; adding a 
 is a task module (the interface: tasks/component.py) and one line here.
 
 The order, with its reasons:
+- keys (a rebuilt host's, put back) and the mail (backup) first, right after the packages
+  install (with their daemons held): before any component uses or makes keys or starts a
+  service; and before root logins stop, so that a rebuild that cannot read its backup
+  stops on a host where the same first command can run again;
 - admin before ssh: the admin can log in before root logins stop;
-- keys (a rebuilt host's, put back) before any component that uses or makes them, and
-  the mail (backup) before the MTA and dovecot start;
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
@@ -64,13 +66,13 @@ class Backup(Component):
 
 
 COMPONENTS = [
+    Component(keys),
+    Backup(backup, lambda d: mail_role(d) == "mail" and backup.on(d)),
     Component(admin),
     Component(ssh),
     Component(bans, lambda d: d["bans_enabled"]),
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
-    Component(keys),
-    Backup(backup, lambda d: mail_role(d) == "mail" and backup.on(d)),
     Component(backup_store, lambda d: mail_role(d) == "relay" and backup_store.on(d)),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
