@@ -77,6 +77,8 @@ install_packages([p for c in components for p in c.packages(data)], state["packa
 for component in components:
     component.apply(data, configs[component], state)
 keys.escrow(data, keeps, system)  # new or changed keys, to the operator's machine
+if any(c.module is backup for c in components):
+    backup.first(state)
 if restoring:
     if mail_role(data) == "mail":  # back from a rebuild: what waited on the relays, now
         backup.ask_relays(data)

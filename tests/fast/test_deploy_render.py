@@ -24,7 +24,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 from pyinfra_cli.util import exec_file
 
-from tasks import dkim, keys, tls, zone
+from tasks import backup, dkim, keys, tls, zone
 from tasks.secrets_dir import write_secret
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +104,8 @@ FRESH_STATE = ["# packages", "# paths", "# units", "# users"]  # nothing of ours
 FRESH = {"/etc/os-release": system(), "dpkg-query": FRESH_STATE}
 # Keys made by earlier runs: the certificate signed by the CA, the DKIM key (mail host).
 KEPT = "d" * 64  # the digest of the key files the escrow has
-KEYS = {tls.TLSA: TLSA, tls.ISSUER: "acme", dkim.CURRENT: "202601\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"}
+KEYS = {tls.TLSA: TLSA, tls.ISSUER: "acme", dkim.CURRENT: "202601\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+        backup.STATUS: "ok 2026-01-01T03:41:07Z mx-2026-01-01T03:40:00"}  # and a backup made
 
 
 def steady_state(r: Render) -> list[str]:
@@ -258,8 +259,11 @@ def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, 
             assert not {"dovecot-imapd", "opendkim", "opendmarc"} & set(packages)
             assert not [n for n in fresh.names if n.startswith(("IMAP", "DKIM", "DMARC")) or "/db." in n]
             assert facts_sent(fresh, MX) == []
-        assert fresh.names[-2:] == ["Firewall | Enable and start netfilter-persistent",
-                                    "Keys | Keep the keys in secrets_dir"]
+        # Last, the keys to the operator's machine; and once the relay has its backup
+        # account, the mail host's first backup.
+        first = ["Backup | Start the first backup"] if name == MX else []
+        assert fresh.names[-2 - len(first):] == ["Firewall | Enable and start netfilter-persistent",
+                                                 "Keys | Keep the keys in secrets_dir", *first]
         assert steady.names == [], f"{name}: a deployed host got {steady.names}"
 
 
