@@ -186,7 +186,8 @@ def rebuild(hosts: dict, count: int = 10000) -> None:
     mx, relay, outside = (hosts[n]["ipv4"] for n in ("lab1", "lab2", "lab3"))
     maildir = "/var/mail/vhosts/inhouse.test/alice/Maildir"
     # Messages of 2 to 6 kB (text, as mail is: compressible), written straight into cur/.
-    fill = (f"i=0; while [ $i -lt {{n}} ]; do i=$((i+1)); f={maildir}/cur/$(date +%s).bench$i.{{tag}}:2,S; "
+    fill = (f"mkdir -p {maildir}/cur {maildir}/new {maildir}/tmp; i=0; while [ $i -lt {{n}} ]; do i=$((i+1)); "
+            f"f={maildir}/cur/$(date +%s).bench$i.{{tag}}:2,S; "
             "{ printf 'From: carol@outside.test\nTo: alice@inhouse.test\nSubject: bench %s\n\n' $i; "
             "seq $i $((i + 400 + i % 800)); } > $f; done; chown -R vmail:vmail " + maildir)
     lab_ssh(mx, "ops", "sudo sh -c " + shlex.quote(fill.format(n=count, tag="a")))
