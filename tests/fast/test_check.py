@@ -1,0 +1,53 @@
+"""The production check's judgements that need no network: SPF as RFC 7208 evaluates the
+mechanisms it follows, the tag lists of DMARC, TLS-RPT and MTA-STS records, TXT strings as
+name servers present them, and a zone's keys against the DS at its parent."""
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rrset
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tasks.check import Bogus, match, spf_allows, tags, text_of
+
+MX = ["203.0.113.10", "2001:db8::10", "198.51.100.20"]
+
+
+@pytest.mark.parametrize(("record", "address", "verdict"), [
+    ("v=spf1 mx -all", "203.0.113.10", "pass"),
+    ("v=spf1 mx -all", "2001:db8::10", "pass"),
+    ("v=spf1 mx -all", "192.0.2.1", "fail"),
+    ("v=spf1 ip4:198.51.100.0/24 -all", "198.51.100.20", "pass"),
+    ("v=spf1 ip6:2001:db8::/32 -all", "203.0.113.10", "fail"),
+    ("v=spf1 a ~all", "203.0.113.10", "pass"),
+    ("v=spf1 a ~all", "198.51.100.20", "fail"),  # softfail authorises nothing
+    ("v=spf1 -mx +all", "203.0.113.10", "fail"),
+    ("v=spf1 include:_spf.example.net -all", "203.0.113.10", None),  # not followed: said so
+    ("v=spf1", "203.0.113.10", "fail"),
+])
+def test_spf_is_judged_as_rfc_7208_evaluates_it(record, address, verdict):
+    assert spf_allows(record, address, MX, MX[:2]) == verdict
+
+
+def test_tags_and_txt_strings():
+    assert tags("v=DMARC1; p=reject; rua=mailto:dmarc@example.org") == {
+        "v": "DMARC1", "p": "reject", "rua": "mailto:dmarc@example.org"}
+    assert tags("v=STSv1;id=abc;") == {"v": "STSv1", "id": "abc"}
+    first = {("example.org", "TXT"): ['"v=spf1 mx" " -all"', '"google-site-verification=x"']}
+    assert text_of(first, "example.org", "TXT") == ["v=spf1 mx -all", "google-site-verification=x"]
+    assert text_of(first, "example.org", "MX") == []
+
+
+def test_a_zone_key_must_be_the_one_the_ds_names():
+    name = dns.name.from_text("example.org")
+
+    def dnskey() -> dns.rdata.Rdata:
+        public = ec.generate_private_key(ec.SECP256R1()).public_key()
+        return dns.dnssec.make_dnskey(public, dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+
+    served, other = dnskey(), dnskey()
+    keyset = dns.rrset.from_rdata(name, 3600, served)
+    match("example.org", keyset, [dns.dnssec.make_ds(name, served, "SHA256")])
+    with pytest.raises(Bogus, match="no DNSKEY of example.org matches a DS"):
+        match("example.org", keyset, [dns.dnssec.make_ds(name, other, "SHA256")])
