@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+pytestmark = [pytest.mark.mta]
+
 
 def fail_logins(source, target, times: int):
     for _ in range(times):

@@ -5,6 +5,8 @@ import pytest
 
 from tasks import imap
 
+pytestmark = [pytest.mark.zone_server, pytest.mark.mta]
+
 HASH = "{SHA512-CRYPT}$6$drysalt$" + "x" * 86
 
 

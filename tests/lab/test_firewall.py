@@ -7,6 +7,8 @@ import pytest
 
 from tasks import mail, zone
 
+pytestmark = [pytest.mark.mta]
+
 PROBE_PORT = 8025
 
 

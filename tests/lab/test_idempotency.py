@@ -2,6 +2,8 @@
 
 import pytest
 
+pytestmark = [pytest.mark.zone_server, pytest.mark.mta]
+
 
 def started(on_server, services) -> dict:
     return {s: on_server.check_output("systemctl show -P ActiveEnterTimestampMonotonic %s", s) for s in services}

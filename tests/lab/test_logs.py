@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+pytestmark = [pytest.mark.mta]
+
 # Lines that say something broke; failed logins and refused relays are warnings, not these.
 PROBLEM = re.compile(r"\b(error|fatal|panic)\b|permission denied|configuration error", re.I)
 # What clients break on purpose: handshakes of TLS scanners trying old protocols and suites

@@ -26,6 +26,8 @@ from tasks import dkim as dkim_keys
 from tasks import mail, tls
 from tests.helpers import OUTSIDE_USER, Endpoint, inbox, outside_maildir, send_from_outside, vantage
 
+pytestmark = [pytest.mark.mta]
+
 
 @pytest.mark.lab("sends mail from outside.test and reads it with the users' passwords")
 def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, passwords):

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+pytestmark = [pytest.mark.zone_server, pytest.mark.mta]
+
 
 def snapshot(host, services) -> dict:
     return {

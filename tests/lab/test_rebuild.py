@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from tasks import backup, dkim, mail, tls, zone
 from tests.helpers import REPO, Endpoint, inbox, send_from_outside
 
-pytestmark = pytest.mark.lab("throws the lab hosts' disks away and deploys them again")
+pytestmark = [pytest.mark.lab("throws the lab hosts' disks away and deploys them again"),
+              pytest.mark.zone_server, pytest.mark.mta]
 
 
 def rebuild(name: str) -> None:

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import Endpoint
 
+pytestmark = [pytest.mark.mta]
+
 # Port: how TLS starts there (None: at once).
 PORTS = {25: "smtp", 143: "imap", 465: None, 587: "smtp", 993: None}
 

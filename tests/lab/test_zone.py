@@ -18,6 +18,8 @@ import pytest
 from tasks import zone
 from tests.helpers import HERE
 
+pytestmark = [pytest.mark.zone_server]
+
 
 @pytest.fixture(scope="session")
 def zone_data(site) -> dict:
