@@ -83,6 +83,43 @@ def test_system_command_quotes_every_head_and_name():
     assert words_after(command, "for n in") == ["example.org", "a b.example"]
 
 
+# dig's answer to three questions at once (+noall +comments +question), as bind 9.20
+# prints it: the first validated, the second not, the third never answered.
+DIG = """;; Got answer:
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1
+;; flags: qr rd ra ad; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 1
+
+;; OPT PSEUDOSECTION:
+; EDNS: version: 0, flags: do; udp: 1232
+;; QUESTION SECTION:
+;example.org.			IN	SOA
+
+;; Got answer:
+;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 2
+;; flags: qr rd ra; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1
+
+;; OPT PSEUDOSECTION:
+; EDNS: version: 0, flags: do; udp: 1232
+;; QUESTION SECTION:
+;example.net.			IN	SOA
+
+;; communications error to 127.0.0.1#53: timed out
+"""
+
+
+def test_one_dig_judges_every_name(tmp_path):
+    """The validation part of System's command, run here with a dig and a systemctl of our
+    own: only a name whose answer has `ad` is validated."""
+    (tmp_path / "dig").write_text(f"#!/bin/sh\ncat <<'EOF'\n{DIG}EOF\n")
+    (tmp_path / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("dig", "systemctl"):
+        (tmp_path / tool).chmod(0o755)
+    script = System.validation(["example.org", "example.net", "example.com"])
+    r = subprocess.run(["sh", "-c", script + "true"], capture_output=True, text=True,
+                       env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert r.stdout.splitlines() == ["unvalidated example.net", "unvalidated example.com"], r.stderr
+
+
 def test_host_state_command_quotes_every_path_unit_and_user():
     command = HostState().command(paths=ODD_PATHS, units=["ssh", "apt-daily.timer"], users=["alice", "vmail"])
     assert words_after(command, "for f in") == ODD_PATHS
