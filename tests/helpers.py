@@ -5,6 +5,7 @@ name to an address of our choosing."""
 import base64
 import email
 import email.policy
+import hashlib
 import imaplib
 import os
 import smtplib
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pyinfra.connectors.ssh import connector_data_meta
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,3 +219,28 @@ def send_from_outside(outside, recipient: str, subject: str) -> None:
     message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n\nhello\n"
     outside.check_output("echo %s | base64 -d | sendmail -f %s %s",
                          base64.b64encode(message.encode()).decode(), OUTSIDE_USER, recipient)
+
+
+def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
+    """The leaf a client gets on `port`, verified against the CA for the host's name
+    (STARTTLS on 25, 587 and 143)."""
+    if port in (25, 587):
+        with mx.smtp(port) as s:
+            der = s.sock.getpeercert(binary_form=True)
+    elif port == 143:
+        with socket.create_connection((mx.address, port), timeout=10) as sock:
+            sock.recv(1024)  # the greeting
+            sock.sendall(b"a STARTTLS\r\n")
+            assert sock.recv(1024).startswith(b"a OK"), "no STARTTLS on 143"
+            with mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
+                der = tls.getpeercert(binary_form=True)
+    else:
+        with socket.create_connection((mx.address, port), timeout=10) as sock, \
+                mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der)
+
+
+def spki_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()

@@ -23,11 +23,9 @@ import dns.name
 import dns.query
 import dns.rdatatype
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from tasks import backup, dkim, mail, tls, zone
-from tests.helpers import REPO, Endpoint, inbox, send_from_outside
+from tests.helpers import REPO, Endpoint, inbox, send_from_outside, served_certificate, spki_sha256
 
 pytestmark = [pytest.mark.lab("throws the lab hosts' disks away and deploys them again"),
               pytest.mark.zone_server, pytest.mark.mta]
@@ -122,11 +120,7 @@ def served(data: dict, world, selector: str) -> dict:
 
 def served_key(fqdn: str, address: str, context) -> str:
     """SHA-256 of the public key served on 25 (what a TLSA 3 1 1 record names)."""
-    with Endpoint(fqdn, address, context).smtp(25) as s:
-        der = s.sock.getpeercert(binary_form=True)
-    key = x509.load_der_x509_certificate(der).public_key()
-    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    return spki_sha256(served_certificate(Endpoint(fqdn, address, context), 25))
 
 
 def mailbox(mx: Endpoint, user: str, password: str) -> tuple[int, dict[int, tuple[str, str]]]:

@@ -4,9 +4,7 @@ from the ACME CA for the host's name; Mozilla "intermediate" ciphers (ECDHE, AEA
 clients log in (465, 587, 993, 143); a TLSA record that names the served key on each MX;
 renewals that every service serves without a manual step."""
 
-import hashlib
 import json
-import socket
 import ssl
 import subprocess
 import time
@@ -14,10 +12,8 @@ import time
 import dns.message
 import dns.query
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import Endpoint
+from tests.helpers import Endpoint, served_certificate, spki_sha256
 
 pytestmark = [pytest.mark.mta]
 
@@ -62,26 +58,6 @@ def test_testssl_finds_only_tls12_and_13_and_nothing_high(mx, world, tmp_path):
         assert not bad, (port, bad)
 
 
-def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
-    """The leaf a client gets on `port`, verified against the CA for the host's name
-    (STARTTLS on 25, 587 and 143)."""
-    if port in (25, 587):
-        with mx.smtp(port) as s:
-            der = s.sock.getpeercert(binary_form=True)
-    elif port == 143:
-        with socket.create_connection((mx.address, port), timeout=10) as sock:
-            sock.recv(1024)  # the greeting
-            sock.sendall(b"a STARTTLS\r\n")
-            assert sock.recv(1024).startswith(b"a OK"), "no STARTTLS on 143"
-            with mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
-                der = tls.getpeercert(binary_form=True)
-    else:
-        with socket.create_connection((mx.address, port), timeout=10) as sock, \
-                mx.context.wrap_socket(sock, server_hostname=mx.name) as tls:
-            der = tls.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der)
-
-
 def test_no_cipher_without_ecdhe(mx):
     """A client that offers only RSA key exchange (no forward secrecy) gets no session."""
     rsa_only = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -91,11 +67,6 @@ def test_no_cipher_without_ecdhe(mx):
     for port in PORTS:
         with pytest.raises(ssl.SSLError):
             served_certificate(Endpoint(mx.name, mx.address, rsa_only), port)
-
-
-def spki_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def tlsa(server, name: str) -> set[str]:
