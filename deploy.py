@@ -14,7 +14,8 @@ The story of a run, on each host:
 5. keys the run made or changed are copied to secrets_dir (tasks/keys.py); a rebuilt mail
    host asks its relays (ETRN) for the mail they kept for it meanwhile.
 The DNS master's zones publish keys made on the hosts (DKIM here, TLSA of every MX host):
-they appear in the run after the one that made them.
+they appear in the run after the one that made them; each host keeps a next key, published
+ahead, so that a roll (tasks/rollover.py) switches to a key every sender can know.
 """
 
 from pyinfra import host, inventory, logger
@@ -47,11 +48,13 @@ def relays() -> dict[str, dict[str, str]]:
     for name, relay in groups["relay"]:
         fqdn = relay.get("fqdn") or name
         try:
-            out[fqdn] = inventory.get_host(name).get_fact(System, heads=[tls.TLSA, backup.HOST_KEY])["heads"]
-            tls.remember(data, fqdn, out[fqdn].get(tls.TLSA, "").strip())
-            backup.remember_host_key(data, fqdn, out[fqdn].get(backup.HOST_KEY, ""))
+            asked = inventory.get_host(name).get_fact(System, heads=[tls.TLSA, tls.NEXT_TLSA, backup.HOST_KEY])
+            out[fqdn] = {"tlsa": tls.published(asked["heads"]),
+                         backup.HOST_KEY: asked["heads"].get(backup.HOST_KEY, "")}
+            tls.remember(data, fqdn, out[fqdn]["tlsa"])
+            backup.remember_host_key(data, fqdn, out[fqdn][backup.HOST_KEY])
         except PyinfraError as e:
-            out[fqdn] = {tls.TLSA: tls.remembered(data, fqdn), backup.HOST_KEY: backup.remembered_host_key(data, fqdn)}
+            out[fqdn] = {"tlsa": tls.remembered(data, fqdn), backup.HOST_KEY: backup.remembered_host_key(data, fqdn)}
             logger.warning(f"{host.name}: the relay {name} did not answer ({e}); using what it said last time")
     return out
 
@@ -59,10 +62,10 @@ def relays() -> dict[str, dict[str, str]]:
 if mail_role(data) != "none" and (zone_role(data) == "master" or mail_role(data) == "mail"):
     system["relays"] = relays()
 if zone_role(data) == "master":  # the keys the zones publish: TLSA of every MX host
-    tlsa = {data["fqdn"]: system["heads"].get(tls.TLSA, "")} | {
-        fqdn: heads.get(tls.TLSA, "") for fqdn, heads in system.get("relays", {}).items()}
-    data["zone_keys"] = {"dkim": dkim.current(system) if mail_role(data) == "mail" else ("", ""),
-                         "tlsa": {fqdn: t.strip() for fqdn, t in tlsa.items() if t.strip()}}
+    tlsa = {data["fqdn"]: tls.published(system["heads"])} | {
+        fqdn: asked["tlsa"] for fqdn, asked in system.get("relays", {}).items()}
+    data["zone_keys"] = {"dkim": dkim.published(data, system) if mail_role(data) == "mail" else [],
+                         "tlsa": {fqdn: t for fqdn, t in tlsa.items() if t}}
 configs = {c: c.files(data, system, [o for o in components if o is not c]) for c in components}
 state = host.get_fact(
     HostState,

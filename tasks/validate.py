@@ -6,6 +6,7 @@ DEFAULTS, and tasks/data.py runs them all.
 
 import base64
 import binascii
+import datetime
 import ipaddress
 import re
 import zoneinfo
@@ -104,6 +105,16 @@ def is_mail_address(value) -> bool:
 def is_integer(value, low: int, high: int) -> bool:
     # bool is an int in Python: True must not pass as 1.
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def moment(value) -> float | None:
+    """Seconds since 1970 of an ISO 8601 date or date and time, read as UTC; None if it is not one."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d)?)?", value):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value).replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def is_one_line(value) -> bool:

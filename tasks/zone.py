@@ -157,12 +157,11 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     out += mta_sts_records(data, masters)
     # Keys made on the hosts (deploy.py reads them): DKIM of the mail host, TLSA of each MX.
     keys = data.get("zone_keys", {})
-    selector, public = keys.get("dkim", ("", ""))
-    if public:
+    for selector, public in keys.get("dkim", []):  # the signing key, the next, the last for a while
         out.append((f"{selector}._domainkey", "TXT", quote(f"v=DKIM1; k=rsa; p={public}")))
     if zone == primary:
-        for fqdn, tlsa in sorted(keys.get("tlsa", {}).items()):
-            out.append((f"_25._tcp.{fqdn.removesuffix(f'.{primary}')}", "TLSA", tlsa))
+        for fqdn, tlsa in sorted(keys.get("tlsa", {}).items()):  # the current key's, the next key's
+            out += [(f"_25._tcp.{fqdn.removesuffix(f'.{primary}')}", "TLSA", t) for t in tlsa]
     if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
         out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
     return out + [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]

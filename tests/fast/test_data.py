@@ -350,7 +350,7 @@ def test_corrupted_secrets_files_are_named_without_their_content(site, tmp_path)
     (tmp_path / "tlsa").mkdir()
     (tmp_path / "tlsa" / "vps.example.org").write_text("3 1 1 ab\n_25._tcp A 192.0.2.1\n")
     assert "tlsa/vps.example.org is not TLSA data" in errors(site())
-    assert tls.remembered({"secrets_dir": str(tmp_path)}, "vps.example.org") == ""
+    assert tls.remembered({"secrets_dir": str(tmp_path)}, "vps.example.org") == []
     # A key escrow that cannot be read: named before anything connects, not at the rebuild.
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "mx.example.org.tgz").write_bytes(b"\x1f\x8b truncated")
@@ -361,7 +361,7 @@ def test_secret_files_are_private_from_the_start(tmp_path):
     secrets = tmp_path / "new" / "secrets"
     store(secrets, ALICE, "correct horse battery")
     key = zone.tsig_secret({"secrets_dir": str(secrets)})
-    tls.remember({"secrets_dir": str(secrets)}, "vps.example.org", "3 1 1 " + "ab" * 32)
+    tls.remember({"secrets_dir": str(secrets)}, "vps.example.org", ["3 1 1 " + "ab" * 32])
     assert len(base64.b64decode(key)) == 32
     for path in (secrets, secrets / "tlsa"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path

@@ -13,6 +13,7 @@ rendered): a steady host gets no operation at all, after two remote commands.
 import io
 import re
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,11 @@ FRESH_STATE = ["# packages", "# paths", "# units", "# users"]  # nothing of ours
 FRESH = {"/etc/os-release": system(), "dpkg-query": FRESH_STATE}
 # Keys made by earlier runs: the certificate signed by the CA, the DKIM key (mail host).
 KEPT = "d" * 64  # the digest of the key files the escrow has
-KEYS = {tls.TLSA: TLSA, tls.ISSUER: "acme", dkim.CURRENT: "202601\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+NEXT_TLSA = "3 1 1 " + "cd" * 32
+MADE = str(int(time.time()) - 86400)  # keys a day old: no roll is due
+KEYS = {tls.TLSA: TLSA, tls.NEXT_TLSA: NEXT_TLSA, tls.ISSUER: "acme", tls.MADE: MADE,
+        dkim.CURRENT: f"20260101\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n{MADE}",
+        dkim.NEXT: "20260101b\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEB",
         backup.STATUS: "ok 2026-01-01T03:41:07Z mx-2026-01-01T03:40:00"}  # and a backup made
 
 
@@ -193,8 +198,10 @@ def test_a_fresh_vps_gets_everything_in_order(tmp_path, site):
                     "TLS certificate | Get a certificate for mx.example.org",
                     "MTA (postfix) | Enable and start postfix", "IMAP | Enable and start dovecot",
                     "MTA-STS policy | Enable and start nginx")
-    # The DKIM key (selector: this month) before opendkim's config, whose check loads it.
-    (make_key,) = [i for i, n in enumerate(names) if re.fullmatch(r"DKIM \| Make the DKIM key of selector \d{6}", n)]
+    # The DKIM keys (selectors: today's date), the signing one and the next, before
+    # opendkim's config, whose check loads the signing one.
+    (make_key,) = [i for i, n in enumerate(names)
+                   if re.fullmatch(r"DKIM \| DKIM: make the current key \(\d{8}\), make the next key \(\d{8}b\)", n)]
     assert make_key < names.index("DKIM | Check and install /etc/opendkim/inhouse/keytable")
     # Firewall last, with the ports of everything else.
     assert names[-4:-1] == ["Firewall | Check and install /etc/iptables/rules.v4",
@@ -276,6 +283,7 @@ def test_the_ipv4_only_relay_is_published_and_listens_on_ipv4_only(tmp_path, sit
     assert not re.search(r"^vps\s.*\sAAAA\s", zone, re.M)
     # The relay's TLSA record, asked from it, is in the master's zone.
     assert re.search(rf"^_25\._tcp\.vps\s.*\sTLSA\s+{TLSA}$", zone, re.M)
+    assert re.search(rf"^_25\._tcp\.vps\s.*\sTLSA\s+{NEXT_TLSA}$", zone, re.M)  # its next key's, ahead
     relay, steady = fresh_and_steady(path, VPS, [MX, VPS])
     assert "listen-on-v6 { none; };" in relay.uploaded("/etc/bind/named.conf.options")
     # Its IPv6 firewall still denies by default: an address may come later.

@@ -144,13 +144,6 @@ def test_dovecot_config_fits_the_release(data, debian, has, lacks):
     assert all(h in conf for h in has) and not any(x in conf for x in lacks)
 
 
-def test_dkim_selector_is_dated_once_then_kept(data):
-    assert dkim.selector(data(), SYSTEM13).isdigit()
-    kept = SYSTEM13 | {"heads": {dkim.CURRENT: "202001\nMIIB..."}}
-    assert dkim.selector(data(), kept) == "202001"
-    assert dkim.selector(data(dkim_selector="s2"), kept) == "s2"
-
-
 def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
     d = data(mta="exim4")
     conf = {c.path: c.content for c in by_name("mta_exim").module.files(d, SYSTEM13)}["/etc/exim4/exim4.conf"]
