@@ -145,11 +145,9 @@ def roll_due(data: dict, cur: tuple[str, str, float], now: float) -> str:
     data's demand; "" when it need not."""
     if data["dkim_selector"] and data["dkim_selector"] != cur[0]:
         return f"dkim_selector is {data['dkim_selector']}"
-    if not cur[2]:  # made before keys carried their date: its age is not known
-        return ""
-    if data["dkim_key_made_after"] and cur[2] < moment(data["dkim_key_made_after"]):
-        return f"made before dkim_key_made_after {data['dkim_key_made_after']}"
-    if data["dkim_key_days"] and now - cur[2] >= data["dkim_key_days"] * 86400:
+    if data["dkim_key_made_after"] and cur[2] < moment(data["dkim_key_made_after"]):  # 0: made before
+        return f"made before dkim_key_made_after {data['dkim_key_made_after']}"   # keys carried their date
+    if cur[2] and data["dkim_key_days"] and now - cur[2] >= data["dkim_key_days"] * 86400:
         return f"{(now - cur[2]) // 86400:.0f} days old, dkim_key_days is {data['dkim_key_days']}"
     return ""
 

@@ -29,6 +29,7 @@ from tasks import (
     mta_exim,
     mta_postfix,
     mta_sts,
+    reports,
     resolver,
     ssh,
     tls,
@@ -83,6 +84,7 @@ COMPONENTS = [
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
     Component(imap, lambda d: mail_role(d) == "mail"),
+    Component(reports, lambda d: mail_role(d) == "mail"),
     Component(mta_sts, zone.mta_sts_served),
     Firewall(firewall, lambda d: d["firewall_enabled"]),
 ]

@@ -177,7 +177,8 @@ def fresh_and_steady(path: Path, name: str, hosts: list[str]) -> tuple[Render, R
 VPS_PACKAGES = ("bind9, bind9-dnsutils, bind9-utils, certbot, chrony, dns-root-data, dovecot-imapd, dovecot-lmtpd, "
                 "fail2ban, iptables, iptables-persistent, netfilter-persistent, nftables, nginx, opendkim, "
                 "opendkim-tools, "
-                "opendmarc, openssh-server, openssl, postfix, postfix-policyd-spf-python, python3-systemd, sudo, "
+                "opendmarc, openssh-server, openssl, postfix, postfix-policyd-spf-python, python3, python3-defusedxml, "
+                "python3-systemd, sudo, "
                 "tzdata, unattended-upgrades, unbound")
 
 
