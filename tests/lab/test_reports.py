@@ -131,7 +131,7 @@ def test_reports_from_outside_are_summed_up_and_mailed_to_the_admin(outside, on_
     # and its failures: messages, DMARC, DKIM, SPF failed, quarantined, rejected.
     admin = mail.admin(mail_data)
     (message,) = inbox(mx, admin, passwords[admin], after["generated"])
-    body = message.get_content()
+    body = message.get_content().replace("\r\n", "\n")
     assert re.search(rf"^  {re.escape(source)} +5 +2 +5 +2 +2 +0  outside\.test$", body, re.M), body
     assert f"{tls['successful']} sessions succeeded, {tls['failed']} failed" in body, body
     assert re.search(rf"failed by MX: .*\b{re.escape(fqdn)}: {tls['failures']['by_mx'][fqdn]}\b", body), body
