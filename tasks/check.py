@@ -12,7 +12,8 @@ escrow in secrets_dir says which); SPF authorises every MX address; DMARC, TLS-R
 MTA-STS records parse, and the MTA-STS policy served names every MX. For every MX host and
 address: the key served on port 25 is the one its TLSA record names, and the certificate
 does not expire within `CERT_DAYS`. For every relay: its queue holds no mail older than a
-day (it would be waiting for a mail host that does not take it).
+day (it would be waiting for a mail host that does not take it). From the mail host: what
+the DMARC and TLS reports of others said (tasks/reports.py), as warnings.
 
 Exit 0: all is right; 1: a problem (each line starting FAIL says what and where); 2: the
 check could not run (a bad inventory). WARN lines do not fail the check.
@@ -22,6 +23,7 @@ import argparse
 import datetime
 import hashlib
 import ipaddress
+import json
 import re
 import runpy
 import smtplib
@@ -44,7 +46,7 @@ import dns.rrset
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tasks import dkim, keys, mail, zone
+from tasks import dkim, keys, mail, reports, zone
 from tasks.data import inventory_hosts
 
 SIGNATURE_DAYS = 3  # bind and the NSD signer refresh signatures days before they expire
@@ -309,6 +311,8 @@ def check(data: dict, anchors: list[str], root_servers: list[str], ca: str | Non
                 judge_tls(host["fqdn"], address, tlsa, report)
     for relay in zone.servers(data, "relay"):
         judge_queue(data, relay, report)
+    for host in zone.servers(data, "mail"):
+        judge_reports(data, host, report)
 
 
 def judge_records(data, z, first, signing, mx_addresses, report) -> None:
@@ -402,20 +406,23 @@ def judge_tls(fqdn: str, address: str, tlsa: set[str], report: Report) -> None:
         report.ok(where, f"the certificate is good for {left.days} more days")
 
 
-def judge_queue(data: dict, relay: dict, report: Report) -> None:
-    """Mail older than QUEUE_HOURS on the relay: the mail host does not take it. Asked over
-    SSH as pyinfra logs in (the inventory's admin, sudo)."""
-    spool = {"postfix": "/var/spool/postfix/deferred -type f",  # a file a message
-             "exim4": "/var/spool/exim4/input -name '*-H'"}[data["mta"]]  # a header file a message
-    command = f"sudo -n find {spool} -mmin +{QUEUE_HOURS * 60} | wc -l"
+def over_ssh(data: dict, host: dict, command: str) -> subprocess.CompletedProcess:
+    """A command on one of the site's hosts, as pyinfra logs in (the inventory's admin, sudo)."""
     user = data.get("ssh_user") or data["admin_user"]
     options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(data.get("ssh_port") or 22)]
     if data.get("ssh_key"):
         options += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
     if data.get("ssh_known_hosts_file"):
         options += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
-    r = subprocess.run(["ssh", *options, f"{user}@{relay['ipv4'] or relay['ipv6']}", command],
-                       capture_output=True, text=True, timeout=60)
+    return subprocess.run(["ssh", *options, f"{user}@{host['ipv4'] or host['ipv6']}", command],
+                          capture_output=True, text=True, timeout=60)
+
+
+def judge_queue(data: dict, relay: dict, report: Report) -> None:
+    """Mail older than QUEUE_HOURS on the relay: the mail host does not take it."""
+    spool = {"postfix": "/var/spool/postfix/deferred -type f",  # a file a message
+             "exim4": "/var/spool/exim4/input -name '*-H'"}[data["mta"]]  # a header file a message
+    r = over_ssh(data, relay, f"sudo -n find {spool} -mmin +{QUEUE_HOURS * 60} | wc -l")
     where = f"{relay['fqdn']} queue"
     if r.returncode != 0 or not r.stdout.strip().isdigit():
         report.warn(where, f"cannot be read over SSH ({r.stderr.strip()[-120:]})")
@@ -423,6 +430,38 @@ def judge_queue(data: dict, relay: dict, report: Report) -> None:
         report.fail(where, f"{int(r.stdout)} messages waiting more than {QUEUE_HOURS} hours for the mail host")
     else:
         report.ok(where, f"nothing waiting more than {QUEUE_HOURS} hours")
+
+
+def judge_reports(data: dict, host: dict, report: Report) -> None:
+    """What others reported (tasks/reports.py's summary on the mail host): sources that fail
+    DMARC, TLS sessions to our MX hosts that failed. Anyone may mail a report, so these warn;
+    they never fail the check."""
+    r = over_ssh(data, host, f"sudo -n cat {reports.SUMMARY}")
+    where = f"{host['fqdn']} reports"
+    try:
+        summary = json.loads(r.stdout) if r.returncode == 0 else None
+    except ValueError:
+        summary = None
+    if not isinstance(summary, dict):
+        report.warn(where, f"no summary of DMARC and TLS reports yet ({reports.SUMMARY})")
+        return
+    span = f"delivered {summary.get('since', '?')[:10]} to {summary.get('until', '?')[:10]}"
+    quiet = True
+    for domain, d in sorted(summary.get("dmarc", {}).items()):
+        for source, s in sorted(d.get("sources", {}).items()):
+            if s.get("dmarc", {}).get("fail"):
+                quiet = False
+                report.warn(where, f"DMARC: {s['dmarc']['fail']} of {s.get('messages', '?')} messages from {source} "
+                                   f"as {domain} failed ({', '.join(s.get('reporters', []))}; {span})")
+    for domain, d in sorted(summary.get("tlsrpt", {}).items()):
+        if d.get("failed"):
+            quiet = False
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(d.get("failures", {}).get("by_result", {}).items()))
+            report.warn(where, f"TLS-RPT: {d['failed']} of {d['failed'] + d.get('successful', 0)} sessions to "
+                               f"{domain}'s MX failed ({reasons}; {span})")
+    if quiet:
+        report.ok(where, f"{summary.get('reports', {}).get('dmarc', 0)} DMARC and "
+                         f"{summary.get('reports', {}).get('tlsrpt', 0)} TLS reports {span}: no failure")
 
 
 def root_of(data: dict) -> tuple[list[str], list[str]]:

@@ -2,6 +2,9 @@
 mechanisms it follows, the tag lists of DMARC, TLS-RPT and MTA-STS records, TXT strings as
 name servers present them, and a zone's keys against the DS at its parent."""
 
+import json
+import subprocess
+
 import dns.dnssec
 import dns.name
 import dns.rdata
@@ -9,6 +12,7 @@ import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tasks import check
 from tasks.check import Bogus, match, spf_allows, tags, text_of
 
 MX = ["203.0.113.10", "2001:db8::10", "198.51.100.20"]
@@ -51,3 +55,36 @@ def test_a_zone_key_must_be_the_one_the_ds_names():
     match("example.org", keyset, [dns.dnssec.make_ds(name, served, "SHA256")])
     with pytest.raises(Bogus, match="no DNSKEY of example.org matches a DS"):
         match("example.org", keyset, [dns.dnssec.make_ds(name, other, "SHA256")])
+
+
+def test_reports_of_others_warn_and_never_fail(monkeypatch):
+    """The mail host's summary of DMARC and TLS reports: a failing source or failed TLS
+    sessions are shown as warnings (anyone can mail a report); none, one ok line."""
+    summary = {"since": "2026-11-25T00:00:00+01:00", "until": "2026-12-02T00:00:00+01:00",
+               "reports": {"dmarc": 2, "tlsrpt": 1},
+               "dmarc": {"example.org": {"sources": {
+                   "192.0.2.7": {"messages": 5, "dmarc": {"pass": 0, "fail": 5}, "reporters": ["google.com"]},
+                   "203.0.113.10": {"messages": 9, "dmarc": {"pass": 9, "fail": 0}, "reporters": ["google.com"]}}}},
+               "tlsrpt": {"example.org": {"successful": 7, "failed": 3,
+                                          "failures": {"by_result": {"validation-failure": 3}}}}}
+    host = {"fqdn": "mx.example.org", "ipv4": "203.0.113.10", "ipv6": None}
+    data = {"admin_user": "ops"}
+
+    def answer(stdout, rc=0):
+        monkeypatch.setattr(check, "over_ssh", lambda *a: subprocess.CompletedProcess([], rc, stdout, ""))
+        report = check.Report()
+        check.judge_reports(data, host, report)
+        return report
+
+    report = answer(json.dumps(summary))
+    assert report.failed == 0 and report.lines == [
+        "WARN  mx.example.org reports: DMARC: 5 of 5 messages from 192.0.2.7 as example.org failed "
+        "(google.com; delivered 2026-11-25 to 2026-12-02)",
+        "WARN  mx.example.org reports: TLS-RPT: 3 of 10 sessions to example.org's MX failed "
+        "(validation-failure 3; delivered 2026-11-25 to 2026-12-02)"]
+    summary["dmarc"]["example.org"]["sources"].pop("192.0.2.7")
+    summary["tlsrpt"]["example.org"]["failed"] = 0
+    assert answer(json.dumps(summary)).lines == [
+        "ok    mx.example.org reports: 2 DMARC and 1 TLS reports delivered 2026-11-25 to 2026-12-02: no failure"]
+    assert answer("", rc=1).lines[0].startswith("WARN  mx.example.org reports: no summary")
+    assert answer("[not json").failed == 0
