@@ -224,4 +224,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
                 *([f"retire {todo['retire']}"] if todo["retire"] else [])]
         server.shell(name=f"DKIM: {', '.join(what)}",
                      commands=[f"sh -c {shlex.quote(script(data, todo, time.time()))}"])
-    activate(units(data), install_files(configs, state), state)
+    changed = install_files(configs, state)
+    # New keys and tables (a roll) need only a reload: opendkim re-reads them on SIGUSR1
+    # (opendkim(8)); a restart leaves postfix a moment with no milter to talk to.
+    action = "restart" if "/etc/opendkim.conf" in changed else "reload"
+    activate({unit: action for unit in units(data)}, changed, state)

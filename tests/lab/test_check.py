@@ -36,7 +36,7 @@ def run_check(world, tmp_path_factory):
 
 
 def fails(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("FAIL")]
+    return [line for line in output.splitlines() if line.startswith("FAIL  ")]
 
 
 def passes(run_check, deadline: float = 60) -> str:
