@@ -18,7 +18,6 @@ from cryptography.x509.oid import NameOID
 
 from tasks import data as data_module
 from tasks import mail, registry, tls, zone
-from tasks.util import FILES
 from tasks.data import (
     DEFAULTS,
     KNOWN,
@@ -30,6 +29,7 @@ from tasks.data import (
     read_group_data,
 )
 from tasks.password import store
+from tasks.util import FILES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -271,10 +271,10 @@ def test_several_problems_are_reported_together(site):
         assert text.count(says) == 2, (says, text)  # once for each host
 
 
-@pytest.mark.parametrize(("zone_server", "mta"), [("bind", "postfix"), ("nsd", "exim4")])
 COPIED = {f.read_text() for f in FILES.rglob("*") if f.is_file()}
 
 
+@pytest.mark.parametrize(("zone_server", "mta"), [("bind", "postfix"), ("nsd", "exim4")])
 def test_a_host_without_ipv6_deploys(site, zone_server, mta):
     """inventory.py's relay example has no ipv6: every component renders for both hosts,
     as deploy.py renders them."""
