@@ -32,10 +32,9 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
     networks = data["mail_relay_networks"] + (mail.addresses(data, "mail") if role == "relay" else [])
-    selector = dkim.selector(data, system)
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN, "priority": tls.GNUTLS_PRIORITY,
-           "selector": selector, "dkim_key": dkim.key_path(selector), "dmarc_script": DMARC_SCRIPT,
+           "dkim_current": dkim.CURRENT, "dkim_dir": dkim.DIR, "dmarc_script": DMARC_SCRIPT,
            "backup_mx": mail.addresses(data, "relay") if role == "mail" else [],
            "auth_socket": DOVECOT_SOCKETS["auth"], "lmtp_socket": DOVECOT_SOCKETS["lmtp"]}
     check = "exim4 -bV -C {path}"

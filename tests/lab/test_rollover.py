@@ -108,7 +108,15 @@ def test_tls_and_dkim_keys_roll_with_no_broken_moment(deploy, mail_data, mx, out
 
     def mail_both_ways():
         token = f"roll-{uuid.uuid4().hex[:10]}"
-        with mx.smtp(587) as s:
+        for attempt in range(20):  # exim re-executes itself on a reload (a new certificate)
+            try:
+                s = mx.smtp(587)
+                break
+            except ConnectionRefusedError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        with s:
             s.login(sender, passwords[sender])
             s.sendmail(sender, [OUTSIDE_USER],
                        f"From: {sender}\r\nTo: {OUTSIDE_USER}\r\nSubject: {token}\r\n\r\nhi\r\n")
