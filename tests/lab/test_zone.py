@@ -107,6 +107,27 @@ def test_changed_data_raises_the_serial_and_reaches_the_secondary(deploy, server
     assert result.returncode == 0 and soa_serial(observer, server.ipv4, z) > after
 
 
+@pytest.mark.lab("signs the zone again on the server")
+def test_each_signing_serves_a_serial_of_its_own(on_server, observer, zone_data):
+    """A re-signing (NSD's daily signer, bind's `rndc sign`) is a new version of the zone:
+    with no new serial the secondary keeps the old signatures until they expire (RFC 1996).
+    The signer runs here with the host's date a day ahead of UTC (a time zone east of it):
+    a serial from the local date once gave two versions of a zone the same serial."""
+    z, secondary = zone_data["domain"], zone.servers(zone_data, "relay")[0]["ipv4"]
+    sign = (f"TZ=Etc/GMT-14 /usr/local/sbin/inhouse-zone-sign {z}" if zone_data["zone_server"] == "nsd"
+            else f"rndc sign {z}")
+    for _ in range(2):
+        before = soa_serial(observer, zone_data["ipv4"], z)
+        on_server.check_output(sign)
+        deadline = time.time() + 15  # bind signs in the background; NOTIFY, then the transfer
+        while time.time() < deadline and not (soa_serial(observer, zone_data["ipv4"], z) > before
+                                              and soa_serial(observer, secondary, z) > before):
+            time.sleep(0.5)
+        after = soa_serial(observer, zone_data["ipv4"], z)
+        assert after > before, f"signed again, still serial {after}"
+        assert soa_serial(observer, secondary, z) == after, "the secondary did not follow"
+
+
 def name_servers(data: dict) -> list[dict]:
     """Every name server of the zones: the master (mail group) and the secondaries (relay)."""
     return zone.servers(data, "mail") + zone.servers(data, "relay")
