@@ -15,7 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tasks import zone
+from tasks import zone, zone_nsd
 from tests.helpers import HERE
 
 pytestmark = [pytest.mark.zone_server]
@@ -114,7 +114,7 @@ def test_each_signing_serves_a_serial_of_its_own(on_server, observer, zone_data)
     The signer runs here with the host's date a day ahead of UTC (a time zone east of it):
     a serial from the local date once gave two versions of a zone the same serial."""
     z, secondary = zone_data["domain"], zone.servers(zone_data, "relay")[0]["ipv4"]
-    sign = (f"TZ=Etc/GMT-14 /usr/local/sbin/inhouse-zone-sign {z}" if zone_data["zone_server"] == "nsd"
+    sign = (f"TZ=Etc/GMT-14 {zone_nsd.SIGNER} {z}" if zone_data["zone_server"] == "nsd"
             else f"rndc sign {z}")
     for _ in range(2):
         before = soa_serial(observer, zone_data["ipv4"], z)
