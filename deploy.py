@@ -35,7 +35,8 @@ if errors := problems(host.name, data):
 
 components = enabled(data)
 heads, keeps = [h for c in components for h in c.heads(data)], [k for c in components for k in c.keeps(data)]
-system = host.get_fact(System, heads=heads, names=zone.zones(data) if data["resolver_enabled"] else [], keeps=keeps)
+system = host.get_fact(System, heads=heads, names=zone.zones(data) if data["resolver_enabled"] else [], keeps=keeps,
+                       key_dir=zone.dnssec_key_dir(data))
 if (restoring := keys.restoring(data, system)) and system["keys"] == keys.NONE:  # a rebuilt host:
     system["heads"] |= keys.escrowed_heads(data, heads)  # its keys come back first
 
@@ -76,6 +77,7 @@ state = host.get_fact(
 state["heads"] = system["heads"]  # the key and certificate state tls and dkim act on
 state["unvalidated"] = system["unvalidated"]  # the site's names the resolver does not validate
 state["restoring"], state["keys"] = restoring, system["keys"]
+state["dnssec"] = zone.dnssec_keys(system["dnssec"])  # bind's DNSSEC keys, for a roll
 install_packages([p for c in components for p in c.packages(data)], state["packages"])
 for component in components:
     component.apply(data, configs[component], state)

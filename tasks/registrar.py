@@ -21,7 +21,7 @@ import dns.query
 import dns.rdatatype
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import zone
+from tasks import check, zone
 from tasks.data import inventory_hosts
 
 
@@ -54,10 +54,34 @@ def delegations(inventory: str) -> dict[str, dict]:
                      "has it been deployed and signed the zone?")
         except KeyError:
             sys.exit(f"registrar: the master {data['ipv4']} serves no DNSKEY of {z} yet: the zone is not signed")
-        # Keys with the SEP flag (KSK or CSK) are the ones the parent points to.
-        ds = [dns.dnssec.make_ds(dns.name.from_text(z), k, "SHA256").to_text() for k in keys if k.flags & 0x0001]
-        out[z] = {"ns": names, "glue": glue if z == primary else {}, "ds": ds}
+        # The DS the zone asks its parent for (CDS, RFC 7344 section 4: bind publishes it, and
+        # during a key roll it names the new key alone); else the keys with the SEP flag
+        # (KSK or CSK) are the ones the parent points to.
+        ds = wanted_ds(data["ipv4"], z) or [
+            dns.dnssec.make_ds(dns.name.from_text(z), k, "SHA256").to_text() for k in keys if k.flags & 0x0001]
+        out[z] = {"ns": names, "glue": glue if z == primary else {}, "ds": sorted(ds)}
     return out
+
+
+def wanted_ds(master: str, z: str) -> list[str]:
+    """The CDS records the master serves for `z` (not the "delete DNSSEC" one, RFC 8078)."""
+    query = dns.message.make_query(z, dns.rdatatype.CDS, want_dnssec=True)
+    query.flags &= ~dns.flags.RD
+    try:
+        answer, _ = dns.query.udp_with_fallback(query, master, timeout=5)
+    except (dns.exception.DNSException, OSError):
+        return []
+    return [r.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.CDS for r in rrset
+            if r.algorithm != 0]
+
+
+def at_parent(inventory_data: dict, z: str) -> list[str] | None:
+    """The DS set the parent serves now, validated from the root; None if it cannot be asked."""
+    try:
+        anchors, servers = check.root_of(inventory_data)
+        return sorted(r.to_text() for r in check.Chain(anchors, servers).ds(z))
+    except (check.Bogus, SystemExit, OSError):
+        return None
 
 
 def main():
@@ -66,6 +90,7 @@ def main():
     p.add_argument("--json", action="store_true", help="machine-readable, for the lab's root")
     a = p.parse_args()
     result = delegations(a.inventory)
+    data = next(d for d in inventory_hosts(runpy.run_path(a.inventory)).values() if zone.role(d) == "master")
     if a.json:
         print(json.dumps(result, indent=2))
         return
@@ -77,7 +102,15 @@ def main():
             print(f"; Glue: the name servers are inside {z}, so its parent needs their addresses:")
             print("".join(f"{n}. {'AAAA' if ':' in a else 'A'} {a}\n" for n, addrs in d["glue"].items() for a in addrs),
                   end="")
-        print("; DS (DNSSEC): publish only once the name servers above serve the zone signed:")
+        now = at_parent(data, z)
+        if now and now != d["ds"]:  # a key roll: the parent must follow (RFC 6781 section 4.1.2)
+            print("; DS (DNSSEC): A KEY ROLL WAITS FOR YOU. The parent serves now:")
+            print("".join(f";   {z}. DS {ds}\n" for ds in now), end="")
+            print("; Replace them with these (the old key stays in the zone until the parent has them):")
+        elif now:
+            print("; DS (DNSSEC): the parent serves these already; nothing to change:")
+        else:
+            print("; DS (DNSSEC): publish only once the name servers above serve the zone signed:")
         print("".join(f"{z}. DS {ds}\n" for ds in d["ds"]))
 
 

@@ -56,15 +56,20 @@ class System(FactBase):
     lines of some files (`heads`: files whose next content depends on their current one),
     which of `names` the local resolver, if it runs, does not answer as DNSSEC-validated
     (`unvalidated`: no `ad` flag, RFC 4035 section 3.2.3), and a digest of the key files
-    under `keeps` (`keys`, tasks/keys.py)."""
+    under `keeps` (`keys`, tasks/keys.py); with `key_dir`, the state of bind's DNSSEC keys
+    there (`dnssec`: file name, when made, goal and DS state)."""
 
-    def command(self, heads: list[str], names: list[str] = (), keeps: list[str] = ()) -> str:
+    def command(self, heads: list[str], names: list[str] = (), keeps: list[str] = (), key_dir: str = "") -> str:
         quoted = " ".join(shlex.quote(p) for p in heads)
         return (
             ". /etc/os-release; echo ${VERSION_ID%%.*}; systemd-detect-virt --container || true; "
             + (digest_command(keeps) + "; " if keeps else "") +
             f'for f in {quoted}; do [ -f "$f" ] && echo "$f $(head -n 3 "$f" | tr "\\n" "|")"; done; '
-            + (self.validation(names) if names else "") + "true"
+            + (self.validation(names) if names else "")
+            + (f"for f in {shlex.quote(key_dir)}/K*.state; do [ -f \"$f\" ] && echo dnssec \"${{f##*/}}\" "
+               "$(awk '/^(Generated|GoalState|DSState): / { printf \"%s%s \", $1, $2 }' \"$f\"); done; "
+               if key_dir else "")
+            + "true"
         )
 
     @staticmethod
@@ -88,7 +93,8 @@ class System(FactBase):
         return {"debian": int(output[0]), "container": output[1],
                 "keys": next((digest for kind, digest in lines if kind == "keys"), ""),
                 "heads": {path: head.replace("|", "\n") for path, head in lines if path.startswith("/")},
-                "unvalidated": [name for kind, name in lines if kind == "unvalidated"]}
+                "unvalidated": [name for kind, name in lines if kind == "unvalidated"],
+                "dnssec": [rest for kind, rest in lines if kind == "dnssec"]}
 
 
 class HostState(FactBase):

@@ -17,6 +17,7 @@ and `relay` groups; the TSIG secret from secrets_dir.
 
 import base64
 import binascii
+import calendar
 import hashlib
 import re
 import secrets as random
@@ -43,6 +44,8 @@ from tasks.validate import (
     is_integer,
     is_one_line,
     listing,
+    moment,
+    optional,
     rule,
     scalar,
     show,
@@ -71,6 +74,20 @@ DEFAULTS = {
     # through a week-long outage of the policy host; a change of MX hosts reaches every
     # sender within a week (publish the new hosts before you move mail to them).
     "mta_sts_max_age": 604800,
+    # DNSSEC key rolls (bind; RFC 6781 section 4.1.2, RFC 7583): roll every signing key made
+    # before this moment (ISO 8601, UTC: "2027-01-15" or "2027-01-15T10:00:00"). The new
+    # key is published first; its DS must then be set at the registrar (tasks.registrar
+    # says what to change); the old key is removed only once bind has seen, through the
+    # host's validating resolver, the new DS at the parent and the old one gone.
+    "zone_dnssec_key_made_after": "",
+    # TTL of the DS records at the parent (the registry's; many TLDs use a day), seconds.
+    "zone_parent_ds_ttl": 86400,
+    # How long a change takes to reach every name server of the zones, in seconds.
+    "zone_propagation_delay": 300,
+    # How long a DS change takes to reach every server of the parent once the registrar took it.
+    "zone_parent_propagation_delay": 3600,
+    # A safety margin on each step of a DNSSEC key roll, in seconds.
+    "zone_dnssec_safety": 3600,
     # More records, per domain: {"example.org": [{"name": "www", "type": "A",
     # "data": "192.0.2.10"}]}; name relative to the zone ("@" for the apex).
     "zone_records": {},
@@ -81,6 +98,11 @@ CHECKS = {
     # RFC 2181 8: a TTL is an unsigned 31-bit number of seconds.
     "zone_ttl": scalar(rule(lambda v: is_integer(v, 1, 2**31 - 1), "is not a number of seconds")),
     "zone_dmarc_policy": scalar(choice("none", "quarantine", "reject")),
+    "zone_dnssec_key_made_after": scalar(optional(rule(lambda v: moment(v) is not None,
+                                                       "is not a moment (2027-01-15 or 2027-01-15T10:00:00, UTC)"))),
+    **{k: scalar(rule(lambda v: is_integer(v, 0, 2**31 - 1), "is not a number of seconds"))
+       for k in ("zone_parent_ds_ttl", "zone_propagation_delay", "zone_parent_propagation_delay",
+                 "zone_dnssec_safety")},
     "zone_mta_sts_mode": scalar(choice("none", "testing", "enforce")),
     "mta_sts_max_age": scalar(rule(lambda v: is_integer(v, 1, 31557600),
                                    "is not a number of seconds up to 31557600 (RFC 8461 section 3.2)")),
@@ -391,3 +413,53 @@ def zone_records_shape(key: str, value) -> list[str]:
             if not is_one_line(r["data"]) or not r["data"].strip():
                 out.append(f"{key}[{z!r}][{i}]: data {show(r['data'])} must be one line of text")
     return out
+
+
+def dnssec_key_dir(data: dict) -> str:
+    """Where bind keeps the DNSSEC keys and their state files on a master; "" elsewhere
+    (NSD's signer keeps no state: its keys do not roll)."""
+    return SERVERS["bind"]["dir"] if role(data) == "master" and data["zone_server"] == "bind" else ""
+
+
+def dnssec_keys(lines: list[str]) -> dict[str, list[dict]]:
+    """bind's keys by zone, from the System fact's `dnssec` lines ("Kzone.+013+12345.state
+    Generated:YYYYMMDDhhmmss GoalState:omnipresent DSState:rumoured"): each with its id, when
+    it was made (seconds since 1970), its goal (omnipresent: wanted; hidden: on its way out)
+    and the state of its DS at the parent (RFC 7583 section 3.1's states, as bind names them)."""
+    out: dict[str, list[dict]] = {}
+    for line in lines:
+        name, *fields = line.split()
+        found = re.fullmatch(r"K(.+)\.\+\d{3}\+(\d{5})\.state", name)
+        if not found:
+            continue
+        state = dict(f.split(":", 1) for f in fields if ":" in f)
+        try:
+            made = float(calendar.timegm(time.strptime(state.get("Generated", ""), "%Y%m%d%H%M%S")))  # UTC
+        except ValueError:
+            made = 0.0
+        out.setdefault(found[1], []).append({"id": int(found[2]), "made": made, "goal": state.get("GoalState", ""),
+                                             "ds": state.get("DSState", "")})
+    return out
+
+
+def dnssec_rolls(data: dict, keys: dict[str, list[dict]], now: float | None = None) -> dict[str, list[int]]:
+    """The keys to roll now, by zone: those made before zone_dnssec_key_made_after, when
+    no key made since is on its way in (a roll already asked for is not asked again)."""
+    after = moment(data["zone_dnssec_key_made_after"]) if data["zone_dnssec_key_made_after"] else None
+    if after is None or after > (time.time() if now is None else now):  # a moment to come: not yet
+        return {}
+    out = {}
+    for z in zones(data):
+        wanted = [k for k in keys.get(z, []) if k["goal"] == "omnipresent"]
+        if wanted and all(k["made"] < after for k in wanted):
+            out[z] = sorted(k["id"] for k in wanted)
+    return out
+
+
+def dnssec_waiting(keys: dict[str, list[dict]]) -> dict[str, list[int]]:
+    """Keys whose DS the parent should now add (wanted, DS rumoured) or drop (on the way
+    out, DS unretentive), by zone: what the registrar must change for the roll to go on."""
+    return {z: sorted(k["id"] for k in ks if (k["goal"], k["ds"]) in (("omnipresent", "rumoured"),
+                                                                      ("hidden", "unretentive")))
+            for z, ks in keys.items()
+            if any((k["goal"], k["ds"]) == ("hidden", "unretentive") for k in ks)}

@@ -5,6 +5,7 @@ its keys beside the zones in /var/lib/bind across runs. A changed zone is reload
 `rndc reload ZONE`: a restart after a rewrite meets bind's journal ("journal out of sync").
 """
 
+from pyinfra import logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
@@ -42,6 +43,13 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
     running = state["units"].get("named", ("", ""))[1] == "active"
     activate(UNITS, {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}, state)
+    if running and (rolls := zone.dnssec_rolls(data, state.get("dnssec", {}))):
+        # bind publishes the successor now and retires the old key only as the parent follows.
+        server.shell(name=f"Roll the DNSSEC keys of {', '.join(rolls)}",
+                     commands=["; ".join(f"rndc dnssec -rollover -key {k} {z}" for z, ks in rolls.items() for k in ks)])
+    if waiting := zone.dnssec_waiting(state.get("dnssec", {})):
+        logger.warning(f"{data['fqdn']}: a DNSSEC key roll of {', '.join(waiting)} waits for the DS at the parent: "
+                       "set what `python -m tasks.registrar` prints; the old key stays until bind sees it there")
     reloads = [z for z in zone.zones(data) if zone.zone_path(data, z) in changed]
     if reloads and running:  # one command for every changed zone
         server.shell(name=f"Reload zones {', '.join(reloads)}",

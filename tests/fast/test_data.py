@@ -191,6 +191,11 @@ PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n--
     ({"extra_domains": None}, {}, "extra_domains: None is not a list"),
     ({"mail_aliases": ["info@example.org"]}, {}, "mail_aliases: must map an address"),
     ({"zone_records": {"example.org": [{"name": "www", "type": "A", "data": None}]}}, {}, "data None must be one"),
+    ({"zone_dnssec_key_made_after": "2027-13-01"}, {}, "zone_dnssec_key_made_after: '2027-13-01' is not a moment"),
+    ({"zone_parent_ds_ttl": -1}, {}, "zone_parent_ds_ttl: -1 is not a number of seconds"),
+    # A DNSSEC key roll asked of NSD, whose signer cannot roll: refused, not ignored.
+    ({"zone_server": "nsd", "zone_dnssec_key_made_after": "2027-01-15"}, {},
+     'zone_dnssec_key_made_after: DNSSEC keys roll only with zone_server = "bind"'),
     # Crashes after connecting before.
     ({"operator_networks": None}, {}, "operator_networks: None is not a list"),
     ({"resolver_networks": "192.0.2.0/24"}, {}, "resolver_networks: '192.0.2.0/24' is not a list"),

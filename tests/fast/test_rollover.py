@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tasks import dkim, rollover, tls
+from tasks import dkim, rollover, tls, zone
 
 NOW = time.time()
 DAY = 86400
@@ -20,7 +20,7 @@ def data(tmp_path):
         return {"fqdn": "mx.example.org", "domain": "example.org", "extra_domains": ["example.net"],
                 "secrets_dir": str(tmp_path), "zone_hosts": NS, "tls_key_days": 365, "tls_key_made_after": "",
                 "dkim_selector": "", "dkim_key_days": 183, "dkim_key_made_after": "", "dkim_retire_days": 7,
-                "mta": "postfix"} | changes
+                "mta": "postfix", "zone_dnssec_key_made_after": ""} | changes
     return make
 
 
@@ -132,3 +132,38 @@ def test_a_second_roll_waits_for_the_last_key_to_retire(data, dns):
     assert dkim.plan(asked, system, NOW + 10)["roll"] == ""
     assert dkim.plan(asked, system, NOW + 7 * DAY)["retire"] == "20260101"  # retired now: the roll goes on
     assert dkim.plan(asked, system, NOW + 7 * DAY + 2)["roll"]
+
+
+def bind_keys(*keys) -> dict[str, list[dict]]:
+    """bind's key states as the System fact reads them: (id, made YYYYMMDDhhmmss, goal, DS)."""
+    return zone.dnssec_keys([f"Kexample.org.+013+{i:05d}.state Generated:{made} GoalState:{goal} DSState:{ds}"
+                             for i, made, goal, ds in keys])
+
+
+def test_dnssec_key_states_are_read_with_their_moment_in_utc():
+    keys = bind_keys((4711, "20261203151244", "omnipresent", "rumoured"))
+    assert keys == {"example.org": [{"id": 4711, "made": 1796310764.0, "goal": "omnipresent", "ds": "rumoured"}]}
+
+
+def test_a_dnssec_roll_is_asked_once_for_keys_made_before_the_moment(data):
+    old = bind_keys((4711, "20261203151244", "omnipresent", "omnipresent"))
+    asked = data(zone_dnssec_key_made_after="2026-12-04")
+    assert zone.dnssec_rolls(asked, old, now=1796342400 + 1) == {"example.org": [4711]}
+    # Not before the moment; not when nothing is asked.
+    assert zone.dnssec_rolls(asked, old, now=1796342400 - 1) == {}
+    assert zone.dnssec_rolls(data(zone_dnssec_key_made_after=""), old, now=NOW) == {}
+    # Once bind made the successor (the old key on its way out), the roll is not asked again.
+    rolling = bind_keys((4711, "20261203151244", "hidden", "unretentive"), (815, "20261204090000", "omnipresent",
+                                                                          "rumoured"))
+    assert zone.dnssec_rolls(asked, rolling, now=1796342400 + 86400) == {}
+
+
+def test_the_registrar_is_asked_for_only_while_an_old_key_waits_for_its_ds_to_go():
+    steady = bind_keys((4711, "20261203151244", "omnipresent", "rumoured"))
+    assert zone.dnssec_waiting(steady) == {}  # a first key before the check of the parent: the deploy says nothing
+    rolling = bind_keys((4711, "20261203151244", "hidden", "unretentive"),
+                        (815, "20261204090000", "omnipresent", "rumoured"))
+    assert zone.dnssec_waiting(rolling) == {"example.org": [815, 4711]}
+    done = bind_keys((4711, "20261203151244", "hidden", "hidden"), (815, "20261204090000", "omnipresent",
+                                                                    "omnipresent"))
+    assert zone.dnssec_waiting(done) == {}

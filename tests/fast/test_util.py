@@ -120,6 +120,21 @@ def test_one_dig_judges_every_name(tmp_path):
     assert r.stdout.splitlines() == ["unvalidated example.net", "unvalidated example.com"], r.stderr
 
 
+def test_system_fact_reads_bind_key_states_with_a_real_shell(tmp_path):
+    """bind's key state files (the lines it writes, 9.18 and 9.20 alike), read by the
+    command itself: one line per key with when it was made, its goal and its DS state."""
+    (tmp_path / "Kexample.org.+013+12345.state").write_text(
+        "; This is the state of key 12345, for example.org.\nAlgorithm: 13\nKSK: yes\nZSK: yes\n"
+        "Generated: 20261203151244 (Thu Dec  3 16:12:44 2026)\nGoalState: hidden\nDNSKEYState: omnipresent\n"
+        "DSState: unretentive\n")
+    (tmp_path / "Kexample.org.+013+12345.key").write_text("; not a state file\n")
+    command = System().command(heads=[], key_dir=str(tmp_path))
+    r = subprocess.run(["sh", "-c", command.split("systemd-detect-virt --container || true; ", 1)[1]],
+                       capture_output=True, text=True)
+    assert r.stdout.splitlines() == [
+        "dnssec Kexample.org.+013+12345.state Generated:20261203151244 GoalState:hidden DSState:unretentive"], r.stderr
+
+
 def test_host_state_command_quotes_every_path_unit_and_user():
     command = HostState().command(paths=ODD_PATHS, units=["ssh", "apt-daily.timer"], users=["alice", "vmail"])
     assert words_after(command, "for f in") == ODD_PATHS
@@ -130,17 +145,19 @@ def test_host_state_command_quotes_every_path_unit_and_user():
 @pytest.mark.parametrize(("output", "expected"), [
     # A fresh Debian 13 VM: none of the heads exist yet, the resolver is not running.
     (["13", "none", "keys none"], {"debian": 13, "container": "none", "keys": "none", "heads": {},
-                                   "unvalidated": []}),
+                                   "unvalidated": [], "dnssec": []}),
     # Debian 12 in a container: the first three lines of each head ("|"-joined by the
     # command), an empty file, and the names the local resolver did not validate.
     (["12", "systemd-nspawn", "keys " + "e" * 64, "/etc/inhouse/tls/tlsa 3 1 1 ab|", "/etc/inhouse/tls/issuer acme|",
       "/var/lib/bind/db.example.org ; serial 2026010100|; content 0123|$TTL 3600|", "/etc/inhouse/dkim/current ",
-      "unvalidated example.org", "unvalidated example.net"],
+      "unvalidated example.org", "unvalidated example.net",
+      "dnssec Kexample.org.+013+12345.state Generated:20261203151244 GoalState:omnipresent DSState:rumoured"],
      {"debian": 12, "container": "systemd-nspawn", "keys": "e" * 64,
       "heads": {"/etc/inhouse/tls/tlsa": "3 1 1 ab\n", "/etc/inhouse/tls/issuer": "acme\n",
                 "/var/lib/bind/db.example.org": "; serial 2026010100\n; content 0123\n$TTL 3600\n",
                 "/etc/inhouse/dkim/current": ""},
-      "unvalidated": ["example.org", "example.net"]}),
+      "unvalidated": ["example.org", "example.net"],
+      "dnssec": ["Kexample.org.+013+12345.state Generated:20261203151244 GoalState:omnipresent DSState:rumoured"]}),
 ])
 def test_system_fact_parses_version_container_heads_and_unvalidated_names(output, expected):
     assert System().process(output) == expected
@@ -176,7 +193,8 @@ def test_facts_go_through_pyinfra_in_one_command_each():
         system = host.get_fact(System, heads=["/etc/inhouse/tls/tlsa"], names=["example.org"])
         state = host.get_fact(HostState, paths=["/etc/x"], units=[], users=["alice"])
         sent = [c for c in host.connector.executed_commands if "os-release" in c or "dpkg-query" in c]
-    assert system == {"debian": 13, "container": "none", "keys": "", "heads": {}, "unvalidated": ["example.org"]}
+    assert system == {"debian": 13, "container": "none", "keys": "", "heads": {}, "unvalidated": ["example.org"],
+                      "dnssec": []}
     assert state == {"packages": {"sudo"}, "paths": {"/etc/x": "no-parent"}, "units": {}, "users": set()}
     assert len(sent) == 2
 
