@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / ".lab"
 ROOT = LAB / "root"
 NS = "ns.root.test."
+DS_TTL = 20  # the site's DS records; the inventory's zone_parent_ds_ttl says the same
 BROKEN = "broken.test."
 OUTSIDE = "outside.test."
 OUTSIDE_MX = f"mail.{OUTSIDE}"
@@ -139,7 +140,8 @@ def publish() -> None:
     for zone, d in {**delegations, BROKEN.rstrip("."): own, OUTSIDE.rstrip("."): own}.items():
         root += [f"{zone}. 3600 IN NS {n}." for n in d["ns"]]
         root += [f"{n}. 3600 IN {'AAAA' if ':' in a else 'A'} {a}" for n, addrs in d["glue"].items() for a in addrs]
-        root += [f"{zone}. 3600 IN DS {ds}" for ds in d["ds"]]
+        # The site's DS with the lab's short TTL: a DNSSEC key roll waits for it (zone_parent_ds_ttl).
+        root += [f"{zone}. {DS_TTL} IN DS {ds}" for ds in d["ds"]]
     root += [f"{z} 3600 IN DS {dns.dnssec.make_ds(z, key(z)[1], 'SHA256')}" for z in (BROKEN, OUTSIDE)]
     broken = [f"{BROKEN} {soa}", f"{BROKEN} 3600 IN NS {NS}", f"www.{BROKEN} 3600 IN A 192.0.2.1"]
     ROOT.mkdir(exist_ok=True)
