@@ -266,6 +266,9 @@ def check(data: dict, anchors: list[str], root_servers: list[str], ca: str | Non
         except Bogus as e:
             report.fail(where, f"the DS at the parent: {e}")
             continue
+        wanted = zone.cds(data["ipv4"], z)
+        if wanted and sorted(wanted) != sorted(r.to_text() for r in ds):  # RFC 7344 section 4
+            report.warn(z, "a DNSSEC key roll waits for the DS at the registrar: run `python -m tasks.registrar`")
         names = [(z, "SOA"), (z, "MX"), (z, "TXT"), (f"_dmarc.{z}", "TXT"), (f"_smtp._tls.{z}", "TXT")]
         if zone.mta_sts_served(data):
             names += [(f"_mta-sts.{z}", "TXT"), (f"mta-sts.{z}", "A")]

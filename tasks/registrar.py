@@ -57,22 +57,10 @@ def delegations(inventory: str) -> dict[str, dict]:
         # The DS the zone asks its parent for (CDS, RFC 7344 section 4: bind publishes it, and
         # during a key roll it names the new key alone); else the keys with the SEP flag
         # (KSK or CSK) are the ones the parent points to.
-        ds = wanted_ds(data["ipv4"], z) or [
+        ds = zone.cds(data["ipv4"], z) or [
             dns.dnssec.make_ds(dns.name.from_text(z), k, "SHA256").to_text() for k in keys if k.flags & 0x0001]
         out[z] = {"ns": names, "glue": glue if z == primary else {}, "ds": sorted(ds)}
     return out
-
-
-def wanted_ds(master: str, z: str) -> list[str]:
-    """The CDS records the master serves for `z` (not the "delete DNSSEC" one, RFC 8078)."""
-    query = dns.message.make_query(z, dns.rdatatype.CDS, want_dnssec=True)
-    query.flags &= ~dns.flags.RD
-    try:
-        answer, _ = dns.query.udp_with_fallback(query, master, timeout=5)
-    except (dns.exception.DNSException, OSError):
-        return []
-    return [r.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.CDS for r in rrset
-            if r.algorithm != 0]
 
 
 def at_parent(inventory_data: dict, z: str) -> list[str] | None:

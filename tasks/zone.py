@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -463,3 +464,16 @@ def dnssec_waiting(keys: dict[str, list[dict]]) -> dict[str, list[int]]:
                                                                       ("hidden", "unretentive")))
             for z, ks in keys.items()
             if any((k["goal"], k["ds"]) == ("hidden", "unretentive") for k in ks)}
+
+
+def cds(master: str, z: str) -> list[str]:
+    """The DS the zone asks its parent for: the CDS records the master serves for `z` (RFC
+    7344; not the "delete DNSSEC" one, RFC 8078); [] if none or no answer."""
+    query = dns.message.make_query(z, dns.rdatatype.CDS, want_dnssec=True)
+    query.flags &= ~dns.flags.RD
+    try:
+        answer, _ = dns.query.udp_with_fallback(query, master, timeout=5)
+    except (dns.exception.DNSException, OSError):
+        return []
+    return [r.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.CDS for r in rrset
+            if r.algorithm != 0]
