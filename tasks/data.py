@@ -207,9 +207,9 @@ def zone_problems(data: dict) -> list[str]:
         out.append("zone: a relay (DNS secondary) needs a host in the mail group (DNS master)")
     if zone.role(data) == "master":
         out += [f"secrets_dir: {p}" for p in tls.remembered_problems(data)]
-    if data["zone_dnssec_key_made_after"] and data["zone_server"] != "bind":
-        out.append("zone_dnssec_key_made_after: DNSSEC keys roll only with zone_server = \"bind\" (NSD's "
-                   "signer keeps one key per zone); remove it, or serve the zones with bind")
+    if data["zone_dnssec_key_made_after"] and data["resolver_enabled"] is not True:
+        out.append("zone_dnssec_key_made_after: a DNSSEC key roll needs resolver_enabled: the signer looks "
+                   "at the DS of the parent through the host's validating resolver before the old key goes")
     out += [f"secrets_dir: {p}" for p in zone.tsig_problems(data)]
     return out or zone.record_problems(data)
 

@@ -75,11 +75,11 @@ DEFAULTS = {
     # through a week-long outage of the policy host; a change of MX hosts reaches every
     # sender within a week (publish the new hosts before you move mail to them).
     "mta_sts_max_age": 604800,
-    # DNSSEC key rolls (bind; RFC 6781 section 4.1.2, RFC 7583): roll every signing key made
+    # DNSSEC key rolls (RFC 6781 section 4.1.2, RFC 7583): roll every signing key made
     # before this moment (ISO 8601, UTC: "2027-01-15" or "2027-01-15T10:00:00"). The new
     # key is published first; its DS must then be set at the registrar (tasks.registrar
-    # says what to change); the old key is removed only once bind has seen, through the
-    # host's validating resolver, the new DS at the parent and the old one gone.
+    # says what to change); the old key is removed only once the signer has seen, through
+    # the host's validating resolver, the new DS at the parent and the old one gone.
     "zone_dnssec_key_made_after": "",
     # TTL of the DS records at the parent (the registry's; many TLDs use a day), seconds.
     "zone_parent_ds_ttl": 86400,
@@ -417,9 +417,11 @@ def zone_records_shape(key: str, value) -> list[str]:
 
 
 def dnssec_key_dir(data: dict) -> str:
-    """Where bind keeps the DNSSEC keys and their state files on a master; "" elsewhere
-    (NSD's signer keeps no state: its keys do not roll)."""
-    return SERVERS["bind"]["dir"] if role(data) == "master" and data["zone_server"] == "bind" else ""
+    """Where the state files of the DNSSEC keys are on a master (bind's, or NSD's signer's
+    in the same words); "" elsewhere."""
+    if role(data) != "master":
+        return ""
+    return SERVERS["bind"]["dir"] if data["zone_server"] == "bind" else f"{SERVERS['nsd']['dir']}/keys/state"
 
 
 def dnssec_keys(lines: list[str]) -> dict[str, list[dict]]:

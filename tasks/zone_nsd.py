@@ -1,11 +1,15 @@
 """Zones served by NSD (zone_server = "nsd", the choice of "Bringing E-Mail Server In-House"): see tasks/zone.py.
 
-NSD does not sign: inhouse-zone-sign signs each zone with BIND's dnssec-signzone (one
-ECDSA P-256 key per zone, made once in /var/lib/nsd/keys, NSEC3 without iterations,
-signatures valid 30 days) when the deploy changes it, and daily from a timer so that
-signatures never run out; each signing raises the served serial (YYYYMMDDnn).
+NSD does not sign: inhouse-zone-sign signs each zone with BIND's dnssec-signzone (an
+ECDSA P-256 key per zone, made in /var/lib/nsd/keys, NSEC3 without iterations, signatures
+valid 30 days) when the deploy changes it, and daily from a timer so that signatures never
+run out; each signing raises the served serial (YYYYMMDDnn). A key roll
+(zone_dnssec_key_made_after) is the signer's too: the timer takes it one step on each hour,
+and the old key goes only once the host's validating resolver shows the new DS at the
+parent (as bind's dnssec-policy does it).
 """
 
+from pyinfra import logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -36,7 +40,12 @@ def paths(data: dict) -> list[str]:
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
-    context = zone.context(data) | {"zone_dir": ZONE_DIR, "signer": SIGNER}
+    # A roll's waits (RFC 7583 section 3.3.1): the new DNSKEY reaches every cache before
+    # its DS is asked for; the old DS leaves every cache before the old key goes.
+    context = zone.context(data) | {
+        "zone_dir": ZONE_DIR, "signer": SIGNER,
+        "ipub": data["zone_ttl"] + data["zone_propagation_delay"] + data["zone_dnssec_safety"],
+        "retire": data["zone_parent_ds_ttl"] + data["zone_parent_propagation_delay"] + data["zone_dnssec_safety"]}
     configs = [
         ConfigFile("/etc/nsd/nsd.conf.d/inhouse.conf", render("zone/nsd/inhouse.conf.j2", data, **context),
                    check="nsd-checkconf /etc/nsd/nsd.conf", mode="640", group=GROUP),
@@ -59,4 +68,10 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         zone.zone_path(data, z) in changed or f"{ZONE_DIR}/db.{z}.signed" not in state["paths"])]
     if signs:  # one command for every changed zone
         server.shell(name=f"Sign zones {', '.join(signs)}", commands=[f"{SIGNER} {' '.join(signs)}"])
+    if rolls := zone.dnssec_rolls(data, state.get("dnssec", {})):
+        server.shell(name=f"Roll the DNSSEC keys of {', '.join(rolls)}",
+                     commands=[f"{SIGNER} --roll {' '.join(rolls)}"])
+    if waiting := zone.dnssec_waiting(state.get("dnssec", {})):
+        logger.warning(f"{data['fqdn']}: a DNSSEC key roll of {', '.join(waiting)} waits for the DS at the parent: "
+                       "set what `python -m tasks.registrar` prints; the old key stays until the signer sees it there")
     activate(units(data), {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)

@@ -193,9 +193,9 @@ PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n--
     ({"zone_records": {"example.org": [{"name": "www", "type": "A", "data": None}]}}, {}, "data None must be one"),
     ({"zone_dnssec_key_made_after": "2027-13-01"}, {}, "zone_dnssec_key_made_after: '2027-13-01' is not a moment"),
     ({"zone_parent_ds_ttl": -1}, {}, "zone_parent_ds_ttl: -1 is not a number of seconds"),
-    # A DNSSEC key roll asked of NSD, whose signer cannot roll: refused, not ignored.
-    ({"zone_server": "nsd", "zone_dnssec_key_made_after": "2027-01-15"}, {},
-     'zone_dnssec_key_made_after: DNSSEC keys roll only with zone_server = "bind"'),
+    # A DNSSEC key roll with no resolver to look at the parent: the old key would stay for ever.
+    ({"resolver_enabled": False, "zone_dnssec_key_made_after": "2027-01-15"}, {},
+     "zone_dnssec_key_made_after: a DNSSEC key roll needs resolver_enabled"),
     # Crashes after connecting before.
     ({"operator_networks": None}, {}, "operator_networks: None is not a list"),
     ({"resolver_networks": "192.0.2.0/24"}, {}, "resolver_networks: '192.0.2.0/24' is not a list"),
