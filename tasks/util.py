@@ -45,8 +45,13 @@ KEYS_NONE = "none"  # the digest of a host with none of its key files (tasks/key
 
 def digest_command(keeps: list[str]) -> str:
     """Shell that prints 'keys DIGEST' of the files under `keeps` (paths or shell patterns
-    of our own constants: never data), or 'keys none' (KEYS_NONE). The same digest as fetch() records."""
-    return (f"k=$(for p in {' '.join(keeps)}; do [ -e \"$p\" ] && find \"$p\" -type f; done | LC_ALL=C sort); "
+    of our own constants: never data), or 'keys none' (KEYS_NONE). The same digest as fetch() records.
+    Not of the DNSSEC key state files (*.state): they follow a key's progress by themselves
+    (the parent's DS seen), which would make the next run fetch the keys again, a change in
+    a run with nothing to do. The escrow holds them as of the last change of a key; a signer
+    given older states checks the parent again and goes on from there."""
+    return (f"k=$(for p in {' '.join(keeps)}; do [ -e \"$p\" ] && find \"$p\" -type f ! -name '*.state'; done | "
+            "LC_ALL=C sort); "
             'if [ -n "$k" ]; then echo "keys $(echo "$k" | tr "\\n" "\\0" | xargs -0 sha256sum | sha256sum | '
             'cut -c1-64)"; else echo "keys none"; fi')
 
