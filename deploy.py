@@ -21,7 +21,7 @@ ahead, so that a roll (tasks/rollover.py) switches to a key every sender can kno
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks import backup, dkim, keys, mail, tls, zone
+from tasks import backup, dkim, keys, link, mail, tls, zone
 from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
 from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
@@ -49,19 +49,42 @@ def relays() -> dict[str, dict[str, str]]:
     for name, relay in groups["relay"]:
         fqdn = relay.get("fqdn") or name
         try:
-            asked = inventory.get_host(name).get_fact(System, heads=[tls.TLSA, tls.NEXT_TLSA, backup.HOST_KEY])
+            asked = inventory.get_host(name).get_fact(
+                System, heads=[tls.TLSA, tls.NEXT_TLSA, backup.HOST_KEY, link.PUBLIC])
             out[fqdn] = {"tlsa": tls.published(asked["heads"]),
-                         backup.HOST_KEY: asked["heads"].get(backup.HOST_KEY, "")}
+                         backup.HOST_KEY: asked["heads"].get(backup.HOST_KEY, ""),
+                         link.PUBLIC: link.public_key(asked["heads"])}
             tls.remember(data, fqdn, out[fqdn]["tlsa"])
             backup.remember_host_key(data, fqdn, out[fqdn][backup.HOST_KEY])
+            link.remember(data, fqdn, out[fqdn][link.PUBLIC])
         except PyinfraError as e:
-            out[fqdn] = {"tlsa": tls.remembered(data, fqdn), backup.HOST_KEY: backup.remembered_host_key(data, fqdn)}
+            out[fqdn] = {"tlsa": tls.remembered(data, fqdn), backup.HOST_KEY: backup.remembered_host_key(data, fqdn),
+                         link.PUBLIC: link.remembered(data, fqdn)}
             logger.warning(f"{host.name}: the relay {name} did not answer ({e}); using what it said last time")
+    return out
+
+
+def link_home() -> dict[str, str]:
+    """A relay's side of the link: the mail host's public key, asked from it (one command);
+    as it answered last time when it cannot be asked now."""
+    out = {}
+    for name, home in groups["mail"][:1]:
+        fqdn = home.get("fqdn") or name
+        try:
+            out[fqdn] = link.public_key(inventory.get_host(name).get_fact(System, heads=[link.PUBLIC])["heads"])
+            link.remember(data, fqdn, out[fqdn])
+        except PyinfraError as e:
+            out[fqdn] = link.remembered(data, fqdn)
+            logger.warning(f"{host.name}: the mail host {name} did not answer ({e}); using what it said last time")
     return out
 
 
 if mail_role(data) != "none" and (zone_role(data) == "master" or mail_role(data) == "mail"):
     system["relays"] = relays()
+if link.role(data) == "home":  # the link's peers: every relay, or the mail host
+    system["link_peers"] = {fqdn: asked[link.PUBLIC] for fqdn, asked in system["relays"].items()}
+elif link.role(data) == "hub":
+    system["link_peers"] = link_home()
 if zone_role(data) == "master":  # the keys the zones publish: TLSA of every MX host
     tlsa = {data["fqdn"]: tls.published(system["heads"])} | {
         fqdn: asked["tlsa"] for fqdn, asked in system.get("relays", {}).items()}

@@ -22,7 +22,7 @@ from pathlib import Path
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import keys, mail, tls, zone
+from tasks import keys, link, mail, tls, zone
 from tasks.registry import COMPONENTS, DEFAULTS, SHARED
 from tasks.validate import (
     BOOLEAN,
@@ -178,6 +178,8 @@ def problems(name: str, data: dict) -> list[str]:
     out += guarded("zone", lambda: zone_problems(data), bad & ZONE_INPUTS)
     if not bad & {"fqdn", "secrets_dir"} and data.get("fqdn"):
         out += [f"secrets_dir: {p}" for p in keys.problems(data)]
+    if "fqdn" not in bad and "link_enabled" not in bad:
+        out += guarded("link", lambda: link.problems(data), set())
     if data.get("mail_enabled") is True and "fqdn" not in bad and mail.role(data) != "none":
         out += guarded("mail", lambda: mail.problems(data), bad & MAIL_INPUTS)
     return [f"{name}: {p}" for p in out]

@@ -25,6 +25,7 @@ from tasks import (
     firewall,
     imap,
     keys,
+    link,
     mail,
     mta_exim,
     mta_postfix,
@@ -78,6 +79,7 @@ COMPONENTS = [
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),
+    Component(link, link.on),
     Component(tls, lambda d: mail_role(d) != "none"),
     Component(dkim, lambda d: mail_role(d) == "mail"),
     Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself

@@ -174,6 +174,12 @@ def test_good_site_passes(site):
     assert errors(site()) == ""
 
 
+def test_a_link_needs_a_relay_to_dial(site):
+    scope = site({"link_enabled": True})
+    del scope["relay"]
+    assert "mx.example.org: link_enabled: the link goes from the mail host to a relay" in errors(scope)
+
+
 LONG_LABEL = "a" * 64
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -196,6 +202,8 @@ PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n--
     # A DNSSEC key roll with no resolver to look at the parent: the old key would stay for ever.
     ({"resolver_enabled": False, "zone_dnssec_key_made_after": "2027-01-15"}, {},
      "zone_dnssec_key_made_after: a DNSSEC key roll needs resolver_enabled"),
+    ({"link_network": "192.0.2.0/24"}, {}, "link_network: '192.0.2.0/24' is not a private IPv4 network (RFC 1918)"),
+    ({"link_port": 0}, {}, "link_port: 0 is not a port number"),
     # Crashes after connecting before.
     ({"operator_networks": None}, {}, "operator_networks: None is not a list"),
     ({"resolver_networks": "192.0.2.0/24"}, {}, "resolver_networks: '192.0.2.0/24' is not a list"),

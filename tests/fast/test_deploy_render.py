@@ -25,7 +25,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 from pyinfra_cli.util import exec_file
 
-from tasks import backup, dkim, keys, tls, zone
+from tasks import backup, dkim, keys, link, tls, zone
 from tasks.secrets_dir import write_secret
 
 REPO = Path(__file__).resolve().parents[2]
@@ -338,3 +338,42 @@ def test_a_rebuilt_mail_host_gets_keys_and_mail_back_before_any_service(tmp_path
     # An ordinary host that lost nothing: no restore at all.
     _, steady = fresh_and_steady(path, MX, [MX, VPS])
     assert steady.names == []
+
+
+HOME_KEY, VPS_KEY = "A" * 43 + "=", "B" * 42 + "E="  # WireGuard public keys (32 bytes, base64)
+
+
+def test_the_link_from_home_dials_the_relay_which_listens(tmp_path, site):
+    path = inventory(tmp_path, example_inventory(**site | {"link_enabled": True}))
+    # The relay has its link key already; the mail host (home) makes its own.
+    relay_answers = {"/etc/os-release": system(heads=KEYS | {link.PUBLIC: VPS_KEY}), "dpkg-query": FRESH_STATE}
+    home = render(path, MX, {MX: FRESH, VPS: relay_answers})
+    assert "wireguard-go" in home.names[0] and "wireguard-tools" in home.names[0]
+    assert in_order(home.names, "Link | Make the link's key", f"Link | Check and install {link.CONF}",
+                    f"Link | Enable and start {link.UNIT}")
+    conf = home.uploaded(link.CONF)
+    # Home dials the relay's public address, keeps the NAT open, and knows the relay by its key alone.
+    assert "Address = 10.254.254.1/24" in conf and "ListenPort" not in conf
+    assert f"PublicKey = {VPS_KEY}" in conf and "Endpoint = 198.51.100.20:51820" in conf
+    assert "AllowedIPs = 10.254.254.2/32" in conf and "PersistentKeepalive = 25" in conf
+    # The private key is in no config, no diff: wg reads it from its own file.
+    assert "PrivateKey" not in conf and f"PostUp = wg set %i private-key {link.KEY}" in conf
+    rules = home.uploaded("/etc/iptables/rules.v4")
+    assert "51820" not in rules  # home opens nothing for the link
+    # The relay, once home has a key: listens on the link's port, knows home by its key.
+    home_answers = {"/etc/os-release": system(heads=KEYS | {link.PUBLIC: HOME_KEY}), "dpkg-query": FRESH_STATE}
+    relay = render(path, VPS, {MX: home_answers, VPS: relay_answers})
+    conf = relay.uploaded(link.CONF)
+    assert "Address = 10.254.254.2/24" in conf and "ListenPort = 51820" in conf
+    assert f"PublicKey = {HOME_KEY}" in conf and "AllowedIPs = 10.254.254.1/32" in conf and "Endpoint" not in conf
+    assert "Link | Make the link's key" not in relay.names  # it has one
+    assert re.search(r"-p udp -m udp --dport 51820 -m conntrack --ctstate NEW -j ACCEPT",
+                     relay.uploaded("/etc/iptables/rules.v4"))
+
+
+def test_a_link_no_longer_wanted_is_taken_down(tmp_path, site):
+    path = inventory(tmp_path, example_inventory(**site))  # link_enabled: False
+    answers = {"/etc/os-release": system(heads=KEYS | {link.PUBLIC: HOME_KEY}), "dpkg-query": FRESH_STATE}
+    home = render(path, MX, {MX: answers, VPS: answers})
+    assert "Link | Take the link down" in home.names
+    assert "wireguard" not in home.names[0]
