@@ -137,7 +137,7 @@ def test_dnssec_keys_roll_with_no_broken_moment(deploy, site, server, on_server,
             assert all(f"{z}. DS {ds}" in told.stdout for ds in wanted[z]["ds"] + ds_before[z]["ds"]), told.stdout
         # The parent still has the old DS: however long that lasts (here longer than every
         # timer of the roll), the old key stays in the chain.
-        time.sleep(45)
+        time.sleep(35)
         nudge()
         time.sleep(5)
         for z in zones:
@@ -155,7 +155,7 @@ def test_dnssec_keys_roll_with_no_broken_moment(deploy, site, server, on_server,
 
         for z in zones:
             wait_for(f"{z}: the old DS seen gone and the new one there", lambda z=z: rolled(z), 240, nudge)
-        time.sleep(30)  # the old key's DNSKEY signature goes next: resolvers keep validating
+        time.sleep(15)  # the old key's DNSKEY signature goes next: resolvers keep validating
     finally:
         fresh.stopping.set()
         fresh.join()
