@@ -25,7 +25,7 @@ from pyinfra.operations import server
 
 from tasks import mail
 from tasks.secrets_dir import write_secret
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import is_integer, rule, scalar
 
 DEFAULTS = {
@@ -91,8 +91,13 @@ def packages(data: dict) -> list[str]:
     return ["wireguard-tools", "wireguard-go"] if role(data) != "none" else []
 
 
+PROBE = "/etc/systemd/system/inhouse-link-probe"  # .service, .timer: home only
+
+
 def units(data: dict) -> dict[str, str]:
-    return {UNIT: "restart"} if role(data) != "none" else {}
+    if role(data) == "none":
+        return {}
+    return {UNIT: "restart"} | ({"inhouse-link-probe.timer": ""} if role(data) == "home" else {})
 
 
 def ports(data: dict) -> list[str]:
@@ -146,18 +151,28 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     others = ends(data)[1:] if role(data) == "home" else ends(data)[:1]  # home: every relay; a relay: home
     peers = [e | {"key": keys[e["fqdn"]]} for e in others if keys.get(e["fqdn"])]
     prefix = ipaddress.ip_network(data["link_network"]).prefixlen
-    return [ConfigFile(CONF, render("link/wg.conf.j2", data, role=role(data), me=me, prefix=prefix, peers=peers,
-                                    key=KEY), check=f"wg-quick strip {CONF}", mode="600", dir_mode="700")]
+    configs = [ConfigFile(CONF, render("link/wg.conf.j2", data, role=role(data), me=me, prefix=prefix, peers=peers,
+                                       key=KEY), check=f"wg-quick strip {CONF}", mode="600", dir_mode="700")]
+    if role(data) == "home":
+        configs += [ConfigFile(f"{PROBE}.{kind}", render(f"link/inhouse-link-probe.{kind}.j2", data, unit=UNIT,
+                                                         peers=others))
+                    for kind in ("service", "timer")]
+    return configs
 
 
 @deploy("Link")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     if role(data) == "none":
         if PUBLIC in state["heads"]:  # a link no longer wanted: down, its config gone (the key stays)
-            server.shell(name="Take the link down",
-                         commands=[f"systemctl disable --now {UNIT} 2>/dev/null; rm -f {CONF} {PUBLIC}"])
+            server.shell(name="Take the link down", commands=[
+                f"systemctl disable --now {UNIT} 2>/dev/null; "
+                "systemctl disable --now inhouse-link-probe.timer 2>/dev/null; "
+                f"rm -f {CONF} {PUBLIC} {PROBE}.service {PROBE}.timer; systemctl daemon-reload"])
         return
     if not public_key(state["heads"]):  # the key, made here once (wg(8) genkey, pubkey)
         server.shell(name="Make the link's key",
                      commands=[f"sh -c 'umask 077; [ -s {KEY} ] || wg genkey > {KEY}; wg pubkey < {KEY} > {PUBLIC}'"])
-    activate(units(data), install_files(configs, state), state)
+    changed = install_files(configs, state)
+    reload_unit_files(changed, PROBE)
+    activate({UNIT: "restart"}, {p: op for p, op in changed.items() if p == CONF}, state)
+    activate({u: a for u, a in units(data).items() if u != UNIT}, {}, state)
