@@ -124,8 +124,16 @@ TSIG_FILE = "tsig-transfer.key"  # in secrets_dir
 RELATIVE_NAME = re.compile(r"@|(\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*|\*")
 # Records the name servers make themselves (SOA; DNSSEC, RFC 4034, RFC 5155, RFC 7344).
 GENERATED_TYPES = {"SOA", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY"}
-# RFC 1912 timers: refresh, retry, expire, negative-answer TTL.
-SOA_TIMERS = "7200 3600 1209600 3600"
+# RFC 1912 timers: refresh, retry, expire; then the negative-answer TTL (RFC 2308: an
+# hour, or zone_ttl if shorter, which is what resolvers use anyway: the SOA's own TTL caps
+# it). Never above zone_ttl: bind gives NSEC3PARAM that TTL, and a signed zone with a
+# record above max-zone-ttl (zone_ttl, templates/zone/bind/named.conf.options.j2) does not
+# load again after a restart.
+SOA_TIMERS = "7200 3600 1209600"
+
+
+def soa_timers(data: dict) -> str:
+    return f"{SOA_TIMERS} {min(data['zone_ttl'], 3600)}"
 
 
 def hosts_by_group(groups: dict[str, list[tuple[str, dict]]]) -> dict[str, list[dict]]:
@@ -301,7 +309,7 @@ def zone_file(data: dict, zone: str, old_head: str | None, served: int = 0) -> s
     and is always above `served` (what the zone's servers served before this master lost its
     file: a rebuild), so that one serial never means two versions of the zone (RFC 1996)."""
     body = render("zone/db.zone.j2", data, zone=zone, records=records(data, zone), serial="{serial}",
-                  primary=data["domain"], timers=SOA_TIMERS, content="{content}")
+                  primary=data["domain"], timers=soa_timers(data), content="{content}")
     content = hashlib.sha256(body.encode()).hexdigest()[:32]
     old_serial, old_content = parse_head(old_head)
     if old_content == content:
