@@ -13,7 +13,10 @@ A failed run leaves a failed unit, mails the postmaster, and the next deploy say
 
 On a rebuilt host (tasks/keys.py found its keys in secrets_dir) the Maildirs come back from
 the newest archive before the MTA and dovecot start; a repository that cannot be read stops
-the deploy there, with borg's reason.
+the deploy there, with borg's reason. The keys come from the archive too when it is newer
+than the escrow: the host changes some by itself (a DNSSEC key roll's steps, a renewed
+certificate), which the escrow learns only at the next deploy, and a key retired since
+must not come back.
 Reads: backup_*, fqdn, domain, the relay group.
 """
 
@@ -28,7 +31,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import python, server
 
-from tasks import mail
+from tasks import keys, mail
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import BOOLEAN, CLOCK_TIME, is_integer, rule, scalar
@@ -64,6 +67,7 @@ DIR = "/etc/inhouse/backup"
 SCRIPT = "/usr/local/sbin/inhouse-backup"
 UNIT = "/etc/systemd/system/inhouse-backup"
 STATUS = "/var/lib/inhouse/backup/status"  # "ok|failed DATE ..." of the last run
+MADE = "/var/lib/inhouse/backup/made"  # in each archive: when it was made (seconds since 1970)
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"  # the relay's, for known_hosts
 STORE_USER = "inhouse-backup"  # the account on the relay (tasks/backup_store.py)
 STORE_DIR = "/var/backups/inhouse"
@@ -132,6 +136,20 @@ def heads(data: dict) -> list[str]:
     return [STATUS]
 
 
+def archived_paths(keeps: list[str]) -> list[str]:
+    """The archive's paths (relative, as borg extract takes them) that hold the files of the
+    shell patterns `keeps`: each pattern up to the folder of its first wildcard (only the
+    files the pattern matched are in that folder of an archive)."""
+    out = []
+    for keep in keeps:
+        parts = keep.strip("/").split("/")
+        plain = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), len(parts))
+        path = "/".join(parts[:plain])
+        if path and path not in out:
+            out.append(path)
+    return out
+
+
 def secret_paths(secrets_dir: str, fqdn: str) -> tuple[Path, Path]:
     folder = Path(secrets_dir) / "backup"  # FQDN + suffix: with_suffix would eat the name's last label
     return folder / f"{fqdn}.passphrase", folder / f"{fqdn}.key"
@@ -161,7 +179,7 @@ def files(data: dict, system: dict, keeps: list[str] = ()) -> list[ConfigFile]:
     known = [f"{a if ':' not in a else f'[{a}]'} {' '.join(host_key.split()[:2])}"
              for a in (target["ipv4"], target["ipv6"]) if a] if host_key else []
     ctx = {"repository": repository(data), "dir": DIR, "status": STATUS, "sources": [mail.MAIL_HOME],
-           "keeps": list(keeps),
+           "keeps": list(keeps), "key_paths": archived_paths(list(keeps)), "made": MADE,
            "strict": "yes" if known else "accept-new", "postmaster": f"postmaster@{data['domain']}"}
     return [
         ConfigFile(f"{DIR}/passphrase", passphrase + "\n", mode="600", dir_mode="700"),
@@ -183,7 +201,7 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     if state.get("restoring"):  # a rebuild: the mail back before the MTA and dovecot start
         server.shell(name=f"Add the {mail.VMAIL} user, owner of the Maildirs", commands=[mail.ADD_VMAIL])
         server.shell(name=f"Put back the mail from the newest backup in {repository(data)}",
-                     commands=[f"{SCRIPT} restore"])
+                     commands=[f"{SCRIPT} restore {keys.escrow_changed(data)}"])
     activate(UNITS, changed, state)
 
 

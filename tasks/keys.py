@@ -83,6 +83,17 @@ def restoring(data: dict, system: dict) -> bool:
     return fresh or PENDING in system.get("heads", {})
 
 
+def escrow_changed(data: dict) -> int:
+    """When the newest of the escrow's files last changed on the host (seconds since 1970,
+    the host's clock, as tar kept it); 0 without an escrow. A backup archive made at or
+    after this moment holds every key as the escrow has it, or newer."""
+    path = escrow_path(data)
+    if not path.exists():
+        return 0
+    with tarfile.open(path, "r:gz") as tar:
+        return int(max((m.mtime for m in tar.getmembers()), default=0))
+
+
 def escrowed_heads(data: dict, paths: list[str]) -> dict[str, str]:
     """The first lines of `paths` as they are in the escrow: what the run would have read on
     the host had it kept them (the DKIM selector, the TLSA data, the issuer)."""
