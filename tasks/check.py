@@ -253,9 +253,8 @@ def escrowed_dkim(data: dict) -> tuple[str, str] | None:
 
 def check(data: dict, anchors: list[str], root_servers: list[str], ca: str | None, report: Report) -> None:
     chain = Chain(anchors, root_servers)
-    servers = [(ns["fqdn"], a) for ns in zone.servers(data, "mail") + zone.servers(data, "relay")
-               for a in (ns["ipv4"], ns["ipv6"]) if a]
-    mx_hosts = zone.servers(data, "mail") + zone.servers(data, "relay")
+    servers = [(ns["fqdn"], a) for ns in zone.public_servers(data) for a in (ns["ipv4"], ns["ipv6"]) if a]
+    mx_hosts = zone.public_servers(data)  # a hidden mail host is neither
     mx_addresses = [a for h in mx_hosts for a in (h["ipv4"], h["ipv6"]) if a]
     signing = escrowed_dkim(data)
     primary: dict = {}  # the primary zone's validated answers (the TLSA records)

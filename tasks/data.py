@@ -165,7 +165,8 @@ def problems(name: str, data: dict) -> list[str]:
         elif key in FORMATS and key in data and (found := FORMATS[key](key, data[key])):
             out += found
             bad.add(key)
-    private_ok = data.get("lab_private_addresses") is True
+    # A hidden home (link_home_hidden) sits on its LAN: the world never sees its address.
+    private_ok = data.get("lab_private_addresses") is True or (zone.role(data) == "master" and zone.hidden(data))
     for key, version in (("ipv4", 4), ("ipv6", 6)):
         if data.get(key) not in (None, "") and (p := address_problem(data[key], version, private_ok)):
             out.append(f"{key}: {p}")

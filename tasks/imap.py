@@ -8,12 +8,15 @@ Reads: the users and password hashes of tasks/mail.py, fqdn.
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail, tls
+from tasks import mail, proxy, tls, zone
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS: dict = {}
 PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
-PORTS = ["tcp/143", "tcp/993"]
+def ports(data: dict) -> list[str]:
+    return ["tcp/143", "tcp/993", *[f"tcp/{p}" for p in proxy.home_ports(data, "dovecot").values()]]
+
+
 UNITS = {"dovecot": "reload"}
 PASSWD = "/etc/dovecot/inhouse/passwd"  # logins: address and hash
 USERS = "/etc/dovecot/inhouse/users"  # mailboxes
@@ -23,7 +26,9 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     hashes = mail.password_hashes(data)
     ctx = {"v24": system["debian"] >= 13, "system": system, "passwd": PASSWD, "users": USERS,
            "mail_home": mail.MAIL_HOME, "vmail": mail.VMAIL, "cert": tls.CHAIN, "key": tls.KEY,
-           "ciphers": tls.INTERMEDIATE_CIPHERS, "sockets": mail.mta(data).dovecot_sockets}
+           "ciphers": tls.INTERMEDIATE_CIPHERS, "sockets": mail.mta(data).dovecot_sockets,
+           "front_door": proxy.home_ports(data, "dovecot"),
+           "proxies": [zone.link_address(data, h["fqdn"]) for h in data["zone_hosts"].get("relay", [])]}
     return [
         # Read again by dovecot whenever they change: no reload.
         ConfigFile(PASSWD, render("imap/passwd.j2", data, passwords={u: hashes[u] for u in data["mail_users"]}),

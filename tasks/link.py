@@ -23,7 +23,8 @@ from pathlib import Path
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail
+from tasks import mail, zone
+from tasks.backup import ETRN
 from tasks.secrets_dir import write_secret
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import is_integer, rule, scalar
@@ -36,6 +37,11 @@ DEFAULTS = {
     # Private IPv4 network inside the link: the mail host takes its first address, each
     # relay the next ones (in the relay group's order). Pick one no LAN of yours uses.
     "link_network": "10.254.254.0/24",
+    # The home server hides behind the relays: they are the only name servers, MX hosts and
+    # the front door for users (IMAP 993 and submission 465 through tasks/proxy.py); home
+    # keeps the mail, signs the zones and opens no port to the internet, only to the link,
+    # operator_networks and mail_relay_networks (the home LAN). Needs link_enabled and postfix.
+    "link_home_hidden": False,
 }
 
 
@@ -51,7 +57,8 @@ def _private_network(value) -> bool:
 
 
 CHECKS = {
-    "link_enabled": scalar(rule(lambda v: isinstance(v, bool), "is not True or False")),
+    **{k: scalar(rule(lambda v: isinstance(v, bool), "is not True or False")) for k in ("link_enabled",
+                                                                                       "link_home_hidden")},
     "link_port": scalar(rule(lambda v: is_integer(v, 1, 65535), "is not a port number")),
     "link_network": scalar(rule(_private_network,
                                 "is not a private IPv4 network (RFC 1918) of /16 to /29, like 10.254.254.0/24")),
@@ -72,14 +79,31 @@ def role(data: dict) -> str:
 
 
 def problems(data: dict) -> list[str]:
-    """A link asked for with nothing to link to."""
+    """A link asked for with nothing to link to; a hidden home the operator could not reach."""
+    out = []
+    if data.get("link_home_hidden") is True and mail.role(data) != "none":
+        if data.get("link_enabled") is not True:
+            out.append("link_home_hidden: the hidden home is reached only through the link: set link_enabled too")
+        if data.get("mta") != "postfix":
+            out.append("link_home_hidden: needs mta postfix (the relay's front door speaks PROXY to postfix)")
+        if not data.get("operator_networks"):
+            out.append("link_home_hidden: the hidden home lets in SSH only from operator_networks and the link: "
+                       "set operator_networks, or the deploy would lock you out")
     if data.get("link_enabled") is not True or mail.role(data) == "none":
-        return []
+        return out
     relays = data["zone_hosts"].get("relay", [])
     if not relays:
-        return ["link_enabled: the link goes from the mail host to a relay: add a host to the relay group"]
-    return [f"link_enabled: the relay {r['fqdn']} has no ipv4, which the mail host dials" for r in relays
-            if not r.get("ipv4")]
+        return [*out, "link_enabled: the link goes from the mail host to a relay: add a host to the relay group"]
+    return out + [f"link_enabled: the relay {r['fqdn']} has no ipv4, which the mail host dials" for r in relays
+                  if not r.get("ipv4")]
+
+
+hidden = zone.hidden
+
+
+def networks(data: dict) -> list[str]:
+    """Who may reach a hidden home: the link, the operator, the machines of the home LAN."""
+    return [data["link_network"], *data["operator_networks"], *data["mail_relay_networks"]]
 
 
 def on(data: dict) -> bool:
@@ -92,6 +116,8 @@ def packages(data: dict) -> list[str]:
 
 
 PROBE = "/etc/systemd/system/inhouse-link-probe"  # .service, .timer: home only
+PROBE_SCRIPT = "/usr/local/sbin/inhouse-link-probe"
+PROBE_STATE = "/run/inhouse-link"  # the relays the probe saw answering
 
 
 def units(data: dict) -> dict[str, str]:
@@ -115,9 +141,8 @@ def heads(data: dict) -> list[str]:
 
 def ends(data: dict) -> list[dict]:
     """Each end of the link with its address inside it: the mail host first, then the relays."""
-    net = ipaddress.ip_network(data["link_network"])
     hosts = data["zone_hosts"].get("mail", [])[:1] + data["zone_hosts"].get("relay", [])
-    return [h | {"link": str(net[i + 1])} for i, h in enumerate(hosts)]
+    return [h | {"link": zone.link_address(data, h["fqdn"])} for h in hosts]
 
 
 def peer_group(data: dict) -> str:
@@ -151,11 +176,16 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     others = ends(data)[1:] if role(data) == "home" else ends(data)[:1]  # home: every relay; a relay: home
     peers = [e | {"key": keys[e["fqdn"]]} for e in others if keys.get(e["fqdn"])]
     prefix = ipaddress.ip_network(data["link_network"]).prefixlen
-    configs = [ConfigFile(CONF, render("link/wg.conf.j2", data, role=role(data), me=me, prefix=prefix, peers=peers,
-                                       key=KEY), check=f"wg-quick strip {CONF}", mode="600", dir_mode="700")]
+    wg = render("link/wg.conf.j2", data, role=role(data), me=me, prefix=prefix, peers=peers, key=KEY,
+                probe_state=PROBE_STATE)
+    configs = [ConfigFile(CONF, wg, check=f"wg-quick strip {CONF}", mode="600", dir_mode="700")]
     if role(data) == "home":
+        notify = "rndc notify" if data["zone_server"] == "bind" else "nsd-control notify"
+        probe = render("link/inhouse-link-probe.j2", data, peers=others, hidden=hidden(data), etrn=ETRN,
+                       notify=notify, domains=mail.domains(data))
+        configs += [ConfigFile(PROBE_SCRIPT, probe, check="bash -n {path}", mode="755")]
         configs += [ConfigFile(f"{PROBE}.{kind}", render(f"link/inhouse-link-probe.{kind}.j2", data, unit=UNIT,
-                                                         peers=others))
+                                                         script=PROBE_SCRIPT))
                     for kind in ("service", "timer")]
     return configs
 
@@ -167,7 +197,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
             server.shell(name="Take the link down", commands=[
                 f"systemctl disable --now {UNIT} 2>/dev/null; "
                 "systemctl disable --now inhouse-link-probe.timer 2>/dev/null; "
-                f"rm -f {CONF} {PUBLIC} {PROBE}.service {PROBE}.timer; systemctl daemon-reload"])
+                f"rm -rf {CONF} {PUBLIC} {PROBE}.service {PROBE}.timer {PROBE_SCRIPT} {PROBE_STATE}; "
+                "systemctl daemon-reload"])
         return
     if not public_key(state["heads"]):  # the key, made here once (wg(8) genkey, pubkey)
         server.shell(name="Make the link's key",

@@ -95,6 +95,20 @@ def addresses(data: dict, group: str) -> list[str]:
     return [a for h in data["zone_hosts"].get(group, []) for a in (h["ipv4"], h["ipv6"]) if a]
 
 
+def peer_addresses(data: dict, group: str) -> list[str]:
+    """The addresses the hosts of a group (mail, relay) connect from: their own, and inside
+    the link when the mail host is hidden (tasks/link.py), where they talk to each other."""
+    if not zone.hidden(data):
+        return addresses(data, group)
+    inside = [zone.link_address(data, h["fqdn"]) for h in data["zone_hosts"].get(group, [])]
+    return addresses(data, group) + [a for a in inside if a]
+
+
+def home_link(data: dict) -> str:
+    """Where a relay hands mail to the hidden mail host: its end of the link."""
+    return zone.link_address(data, data["zone_hosts"]["mail"][0]["fqdn"])
+
+
 def admin(data: dict) -> str:
     return data["mail_admin"] or (data["mail_users"] or [""])[0]
 
@@ -160,6 +174,8 @@ def maps(data: dict) -> dict[str, list[tuple[str, str]]]:
         out["senders"] = [(a, ", ".join(us)) for a, us in senders(data).items()]
     else:
         out["recipients"] = [(a, "OK") for a in [*mailboxes(data), *aliases(data)]]
+        if zone.hidden(data):  # no MX names the hidden home: its mail goes inside the link
+            out["transport"] = [(d, f"smtp:[{home_link(data)}]:25") for d in domains(data)]
     return out
 
 

@@ -15,7 +15,7 @@ Reads: tasks/mail.py's data, fqdn, the hosts of the mail and relay groups.
 
 from pyinfra.api import deploy
 
-from tasks import mail, tls
+from tasks import mail, proxy, tls, zone
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
@@ -27,7 +27,8 @@ CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check f
          'test -z "$out" || (echo "$out"; exit 1)')
 
 
-ports = mail.ports
+def ports(data: dict) -> list[str]:
+    return mail.ports(data) + [f"tcp/{p}" for p in proxy.home_ports(data, "postfix").values()]
 
 
 
@@ -41,16 +42,20 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
     networks = [postfix_network(n) for n in
-                data["mail_relay_networks"] + (mail.addresses(data, "mail") if role == "relay" else [])]
+                data["mail_relay_networks"] + (mail.peer_addresses(data, "mail") if role == "relay" else [])]
+    hidden = zone.hidden(data)
+    # The way out: the relay, by name; inside the link for a hidden home.
+    relayhost = (f"[{zone.link_address(data, relays[0])}]:25" if hidden else f"[{relays[0]}]:25") if relays else ""
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
-           "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN,
+           "relayhost": relayhost if data["mail_outbound_relay"] or hidden else "", "hidden": hidden,
+           "front_door": proxy.home_ports(data, "postfix"), "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS}
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries))
                for name, entries in mail.maps(data).items()]
     configs += [
         ConfigFile("/etc/postfix-policyd-spf-python/policyd-spf.conf",
                    render("mta/postfix/policyd-spf.conf.j2", data, skip=data["mail_relay_networks"]
-                          + mail.addresses(data, "relay" if role == "mail" else "mail"))),
+                          + mail.peer_addresses(data, "relay" if role == "mail" else "mail"))),
         ConfigFile("/etc/postfix/master.cf", render("mta/postfix/master.cf.j2", data, **ctx), check=CHECK,
                    checker="postfix check"),
         ConfigFile("/etc/postfix/main.cf", render("mta/postfix/main.cf.j2", data, **ctx), check=CHECK,

@@ -39,7 +39,7 @@ def delegations(inventory: str) -> dict[str, dict]:
     if data is None:
         sys.exit("registrar: no host in the mail group: nothing is authoritative")
     primary = data["domain"]
-    servers = zone.servers(data, "mail") + zone.servers(data, "relay")
+    servers = zone.public_servers(data)
     names = [f"ns{i}.{primary}" for i in range(1, len(servers) + 1)]
     glue = {n: [a for a in (s["ipv4"], s["ipv6"]) if a] for n, s in zip(names, servers, strict=True)}
     out = {}

@@ -11,7 +11,9 @@ The order, with its reasons:
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
-- firewall last, with the ports of every component the host runs.
+- the link before the zones: a hidden home's NOTIFY and transfers go through it;
+- firewall last, with the ports of every component the host runs (on a hidden home, open
+  only to the link, the operator and the home LAN: tasks/link.py).
 """
 
 from tasks import (
@@ -30,6 +32,7 @@ from tasks import (
     mta_exim,
     mta_postfix,
     mta_sts,
+    proxy,
     reports,
     resolver,
     ssh,
@@ -56,8 +59,11 @@ class Firewall(Component):
     """Opens the ports of the other components this host runs."""
 
     def files(self, data: dict, system: dict, others: list[Component]) -> list:
-        return firewall.files(data, system, ports=[p for c in others for p in c.ports(data)],
-                              sources=[s for c in others for s in c.sources(data)])
+        ports = [p for c in others for p in c.ports(data)]
+        sources = [s for c in others for s in c.sources(data)]
+        if link.role(data) == "home" and link.hidden(data):  # nothing of the internet talks to home
+            ports, sources = [], sources + [(n, p) for n in link.networks(data) for p in ports]
+        return firewall.files(data, system, ports=ports, sources=sources)
 
 
 class Backup(Component):
@@ -76,16 +82,17 @@ COMPONENTS = [
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
     Component(backup_store, lambda d: mail_role(d) == "relay" and backup_store.on(d)),
+    Component(link, link.on),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),
-    Component(link, link.on),
     Component(tls, lambda d: mail_role(d) != "none"),
     Component(dkim, lambda d: mail_role(d) == "mail"),
     Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
     Component(imap, lambda d: mail_role(d) == "mail"),
+    Component(proxy, lambda d: mail_role(d) == "relay"),
     Component(reports, lambda d: mail_role(d) == "mail"),
     Component(mta_sts, zone.mta_sts_served),
     Firewall(firewall, lambda d: d["firewall_enabled"]),

@@ -122,6 +122,16 @@ def heads(data: dict) -> list[str]:
     return [TLSA, NEXT_TLSA, ISSUER, NAMES, MADE]
 
 
+def acme(data: dict) -> bool:
+    """Whether the CA can check this host: not a hidden home, which the internet cannot reach
+    (its certificate is self-signed; users meet the relay's at the front door)."""
+    return not (mail.role(data) == "mail" and zone.hidden(data))
+
+
+def ports(data: dict) -> list[str]:
+    return PORTS if acme(data) else []
+
+
 def names(data: dict) -> list[str]:
     """The names the certificate carries: the host, and the MTA-STS policy host of every
     domain where this host serves the policy (RFC 8461 section 3.3)."""
@@ -132,11 +142,13 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     # Who serves the certificate, and reloads after a renewal.
     mta = mail.mta(data)
     units = [*mta.certificate_units, *(["dovecot"] if mail.role(data) == "mail" else []),
-             *(["nginx"] if zone.mta_sts_served(data) else [])]  # tasks/mta_sts.py
+             *(["nginx"] if zone.mta_sts_served(data) else []),  # tasks/mta_sts.py
+             *(["haproxy"] if mail.role(data) == "relay" and zone.hidden(data) else [])]  # tasks/proxy.py
     bundle = f"{DIR}/acme-ca.pem" if data["tls_acme_ca_bundle"] else ""
     # exim reads the key as its own user; postfix and dovecot as root.
     key_group = mta.key_group
-    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "key_group": key_group, "names": names(data),
+    ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "acme": acme(data), "key_group": key_group,
+           "names": names(data),
            "san": ",".join(f"DNS:{n}" for n in names(data)),
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
@@ -153,7 +165,7 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     reload_unit_files(changed, "/etc/systemd/")
     # Key and certificate before the services that serve them; the CA again while it has not
     # signed, or not for the names wanted now.
-    signed = state["heads"].get(ISSUER, "").strip() == "acme"
+    signed = state["heads"].get(ISSUER, "").strip() in (("acme",) if acme(data) else ("acme", "self-signed"))
     if not signed or state["heads"].get(NAMES, "").strip() != " ".join(names(data)) or SCRIPT in changed:
         server.shell(name=f"Get a certificate for {data['fqdn']}", commands=[SCRIPT])
     if (why := roll_due(data, state["heads"])) and ready(data, state["heads"], why):

@@ -19,6 +19,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import ipaddress
 import re
 import secrets as random
 import time
@@ -153,11 +154,23 @@ def servers(data: dict, group: str) -> list[dict]:
     return data.get("zone_hosts", {}).get(group, [])
 
 
+def hidden(data: dict) -> bool:
+    """Whether the mail host is a home server hidden behind the relays (tasks/link.py,
+    link_home_hidden): it signs the zones and keeps the mail, but no public record names it;
+    the relays are the name servers, the MX hosts and the front door."""
+    return data.get("link_enabled") is True and data.get("link_home_hidden") is True and bool(servers(data, "relay"))
+
+
+def public_servers(data: dict) -> list[dict]:
+    """The name servers and MX hosts the world sees: the mail host (unless hidden), the relays."""
+    return ([] if hidden(data) else servers(data, "mail")) + servers(data, "relay")
+
+
 def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     """(name, type, data) of every record of `zone` but the SOA; names relative to it."""
     primary = data["domain"]
-    masters, relays = servers(data, "mail"), servers(data, "relay")
-    nameservers = masters + relays
+    masters, relays = ([] if hidden(data) else servers(data, "mail")), servers(data, "relay")
+    nameservers = public_servers(data)
     out = [("@", "NS", f"ns{i}.{primary}.") for i in range(1, len(nameservers) + 1)]
     if zone == primary:
         for i, host in enumerate(nameservers, 1):  # glue: the registrar gets the same
@@ -166,8 +179,11 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
             label = host["fqdn"].removesuffix(f".{primary}")
             out += [(label, "A", host["ipv4"])] + ([(label, "AAAA", host["ipv6"])] if host["ipv6"] else [])
     out += [("@", "MX", f"10 {h['fqdn']}.") for h in masters]
-    out += [("@", "MX", f"20 {h['fqdn']}.") for h in relays]
-    mx = masters[0]["fqdn"] if masters else primary
+    out += [("@", "MX", f"{20 if masters else 10} {h['fqdn']}.") for h in relays]
+    # Where users' programs connect: the mail host, or the relay's front door (tasks/proxy.py),
+    # which has TLS from the first byte only (RFC 8314): STARTTLS cannot pass a TLS proxy.
+    mx = nameservers[0]["fqdn"] if nameservers else primary
+    starttls = "0 0 0 ." if hidden(data) else None
     dmarc = f"mailto:{data['zone_dmarc_reports']}@{primary}"
     out += [
         ("@", "TXT", quote(data["zone_spf"])),
@@ -177,9 +193,9 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
         ("@", "CAA", f'0 iodef "mailto:hostmaster@{primary}"'),
         # Client autoconfiguration (RFC 6186, RFC 8314): IMAP over TLS and submission.
         ("_imaps._tcp", "SRV", f"0 1 993 {mx}."),
-        ("_imap._tcp", "SRV", f"10 1 143 {mx}."),
+        ("_imap._tcp", "SRV", starttls or f"10 1 143 {mx}."),
         ("_submissions._tcp", "SRV", f"0 1 465 {mx}."),
-        ("_submission._tcp", "SRV", f"10 1 587 {mx}."),
+        ("_submission._tcp", "SRV", starttls or f"10 1 587 {mx}."),
         ("_pop3._tcp", "SRV", "0 0 0 ."),
         ("_pop3s._tcp", "SRV", "0 0 0 ."),
         ("autoconfig", "CNAME", f"{mx}."),
@@ -191,7 +207,8 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     for selector, public in keys.get("dkim", []):  # the signing key, the next, the last for a while
         out.append((f"{selector}._domainkey", "TXT", quote(f"v=DKIM1; k=rsa; p={public}")))
     if zone == primary:
-        for fqdn, tlsa in sorted(keys.get("tlsa", {}).items()):  # the current key's, the next key's
+        public = {h["fqdn"] for h in nameservers}  # a hidden mail host is no MX: no TLSA
+        for fqdn, tlsa in sorted(t for t in keys.get("tlsa", {}).items() if t[0] in public):  # current, next
             out += [(f"_25._tcp.{fqdn.removesuffix(f'.{primary}')}", "TLSA", t) for t in tlsa]
     if zone == primary:  # other domains' DMARC reports may go to the primary (RFC 7489 7.1)
         out += [(f"{other}._report._dmarc", "TXT", '"v=DMARC1"') for other in data["extra_domains"]]
@@ -200,8 +217,8 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
 
 def mta_sts_served(data: dict) -> bool:
     """Whether this host serves the MTA-STS policy (tasks/mta_sts.py): the mail host, which
-    is the DNS master and primary MX."""
-    return data.get("mail_enabled") is True and role(data) == "master"
+    is the DNS master and primary MX; not a hidden one, which the world cannot reach."""
+    return data.get("mail_enabled") is True and role(data) == "master" and not hidden(data)
 
 
 def mta_sts_hosts(data: dict) -> list[str]:
@@ -389,8 +406,25 @@ def tsig_problems(data: dict) -> list[str]:
 
 def context(data: dict) -> dict:
     """What the server templates need: this host's role, the zones, the other servers."""
-    return {"role": role(data), "zones": zones(data), "masters": servers(data, "mail"),
-            "secondaries": servers(data, "relay"), "tsig_name": TSIG_NAME, "secret": tsig_secret(data)}
+    return {"role": role(data), "zones": zones(data), "secret": tsig_secret(data), "tsig_name": TSIG_NAME,
+            "masters": [h | {"xfr": transfer_address(data, h)} for h in servers(data, "mail")],
+            "secondaries": [h | {"xfr": transfer_address(data, h)} for h in servers(data, "relay")],
+            "listen": [a for a in [link_address(data, data["fqdn"])] if a and hidden(data)]}
+
+
+def link_address(data: dict, fqdn: str) -> str:
+    """A host's address inside the link (tasks/link.py): the mail host takes the first of
+    link_network, each relay the next ones; "" for a host outside it."""
+    hosts = [h["fqdn"] for h in servers(data, "mail")[:1] + servers(data, "relay")]
+    if fqdn not in hosts or not data.get("link_network"):
+        return ""
+    return str(ipaddress.ip_network(data["link_network"])[hosts.index(fqdn) + 1])
+
+
+def transfer_address(data: dict, host: dict) -> str:
+    """Where zone transfers and NOTIFY reach a name server: its address inside the link when
+    the master is hidden (nothing of the internet talks to home), else its public IPv4."""
+    return link_address(data, host["fqdn"]) if hidden(data) else host["ipv4"]
 
 
 def role(data: dict) -> str:

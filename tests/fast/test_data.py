@@ -204,6 +204,11 @@ PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n--
      "zone_dnssec_key_made_after: a DNSSEC key roll needs resolver_enabled"),
     ({"link_network": "192.0.2.0/24"}, {}, "link_network: '192.0.2.0/24' is not a private IPv4 network (RFC 1918)"),
     ({"link_port": 0}, {}, "link_port: 0 is not a port number"),
+    # A hidden home reached only through a link that is off, or that the operator cannot reach.
+    ({"link_home_hidden": True}, {}, "link_home_hidden: the hidden home is reached only through the link"),
+    ({"link_home_hidden": True, "link_enabled": True, "operator_networks": []}, {},
+     "link_home_hidden: the hidden home lets in SSH only from operator_networks"),
+    ({"link_home_hidden": True, "link_enabled": True, "mta": "exim4"}, {}, "link_home_hidden: needs mta postfix"),
     # Crashes after connecting before.
     ({"operator_networks": None}, {}, "operator_networks: None is not a list"),
     ({"resolver_networks": "192.0.2.0/24"}, {}, "resolver_networks: '192.0.2.0/24' is not a list"),

@@ -111,6 +111,7 @@ KEYS = {tls.TLSA: TLSA, tls.NEXT_TLSA: NEXT_TLSA, tls.ISSUER: "acme", tls.MADE: 
         dkim.CURRENT: f"20260101\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n{MADE}",
         dkim.NEXT: "20260101b\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEB",
         backup.STATUS: "ok 2026-01-01T03:41:07Z mx-2026-01-01T03:40:00"}  # and a backup made
+WG_PUBLIC = "x" * 42 + "A="  # a link's public key (wg pubkey), on hosts that have a link
 
 
 def steady_state(r: Render) -> list[str]:
@@ -167,6 +168,7 @@ def fresh_and_steady(path: Path, name: str, hosts: list[str]) -> tuple[Render, R
     for h in hosts:
         write_secret(keys.escrow_path(signed[h]).with_suffix(".sha256"), KEPT + "\n")
     keyed = {h: {"/etc/os-release": system(heads=KEYS | {tls.NAMES: " ".join(tls.names(signed[h]))}
+                                           | ({link.PUBLIC: WG_PUBLIC} if link.role(signed[h]) != "none" else {})
                                            | (zones if h == name else {}), keys=KEPT),
                  "dpkg-query": FRESH_STATE} for h in hosts}
     steady = render(path, name, keyed | {name: {**keyed[name], "dpkg-query": steady_state(render(path, name, keyed))}})
@@ -251,6 +253,9 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
     ({"zone_server": "nsd"}, ["nsd", "bind9-utils"], ["bind9"],
      ["Zone (nsd) | Check and install /var/lib/nsd/db.example.org", "Zone (nsd) | Sign zones example.org",
       "Zone (nsd) | Enable and start inhouse-zone-sign.timer"]),
+    # A home hidden behind the relay: the link, and haproxy's front door on the relay.
+    ({"link_enabled": True, "link_home_hidden": True, "operator_networks": ["192.0.2.0/24"]}, ["wireguard-go", "postfix", "dovecot-imapd"], ["haproxy"],
+     ["Link | Make the link's key", "Link | Check and install /etc/wireguard/inhouse.conf"]),
 ])
 def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, expect_packages, absent_packages,
                                                      expect_ops):
@@ -266,7 +271,8 @@ def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, 
         else:  # the relay: backup MX and DNS secondary, no mailboxes, no zone files of its own
             assert not {"dovecot-imapd", "opendkim", "opendmarc"} & set(packages)
             assert not [n for n in fresh.names if n.startswith(("IMAP", "DKIM", "DMARC")) or "/db." in n]
-            assert facts_sent(fresh, MX) == []
+            # With a link, the mail host's public key: one command to it.
+            assert facts_sent(fresh, MX) == (["System"] if site_data.get("link_enabled") else [])
         # Last, the keys to the operator's machine; and once the relay has its backup
         # account, the mail host's first backup.
         first = ["Backup | Start the first backup"] if name == MX else []

@@ -45,6 +45,23 @@ def test_records_of_the_primary_and_of_another_domain():
     assert "p=quarantine" in dmarc and "rua=mailto:dmarc-reports@example.org" in dmarc
 
 
+def test_a_hidden_home_is_named_by_no_record_and_transfers_inside_the_link():
+    hidden = {"link_enabled": True, "link_home_hidden": True}
+    keys = {"tlsa": {"mx.example.org": ["3 1 1 " + "a" * 64], "vps.example.org": ["3 1 1 " + "b" * 64]}}
+    primary = set(zone.records(data(**hidden, zone_keys=keys), "example.org"))
+    assert {r for r in primary if r[1] in ("NS", "MX")} == {("@", "NS", "ns1.example.org."),
+                                                           ("@", "MX", "10 vps.example.org.")}
+    assert not [r for r in primary if "203.0.113.10" in r[2] or "2001:db8::10" in r[2] or r[0].startswith("mx")]
+    assert [r[0] for r in primary if r[1] == "TLSA"] == ["_25._tcp.vps"]
+    assert ("_submission._tcp", "SRV", "0 0 0 .") in primary and ("_imap._tcp", "SRV", "0 0 0 .") in primary
+    assert ("_submissions._tcp", "SRV", "0 1 465 vps.example.org.") in primary
+    assert not zone.mta_sts_served(data(**hidden)) and not [r for r in primary if "mta-sts" in r[0]]
+    master, secondary = zone.context(data(**hidden)), zone.context(data("vps.example.org", **hidden))
+    assert [m["xfr"] for m in master["masters"]] == ["10.254.254.1"] and master["listen"] == ["10.254.254.1"]
+    assert [s["xfr"] for s in secondary["secondaries"]] == ["10.254.254.2"] and secondary["listen"] == ["10.254.254.2"]
+    assert zone.context(data())["listen"] == [] and zone.context(data())["masters"][0]["xfr"] == "203.0.113.10"
+
+
 def test_long_txt_is_split_into_strings_of_255():
     text = "v=DKIM1; k=rsa; p=" + "A" * 400
     parts = re.findall(r'"([^"]*)"', zone.quote(text))

@@ -1,0 +1,130 @@
+"""The home server hidden behind the relay (link_home_hidden, tasks/link.py and tasks/proxy.py)
+on the lab's real hosts: lab1 is home, lab2 the VPS, lab3 the internet.
+
+- home lets nothing of the lab's other hosts in (25, 53, 993, SSH: closed from lab2's and
+  lab3's public addresses); only the link, which home opens;
+- the zones name only the relay (NS, MX, no address record of home) and validate from the
+  lab root through the relay's own resolver, which home does not answer;
+- lab3 sends to a user at home through lab2, and a user at home sends to lab3 through
+  lab2's front door (submission 465), whose mail shows no address of home; the user reads
+  the INBOX over IMAP from lab3 through lab2 (993), logins judged by home with lab3's
+  address (the PROXY header);
+- with home's link down, lab2 takes and queues the mail; it reaches the INBOX soon after
+  the link is back (home's probe asks for it: ETRN), not at the relay's next retry;
+- a second deploy changes nothing; the lab's own data then brings the direct topology back.
+"""
+
+import time
+import uuid
+
+import pytest
+
+from tasks import link, zone
+from tests.helpers import LAB, REPO, Endpoint, inbox, outside_maildir, send_from_outside, vantage
+
+pytestmark = [pytest.mark.lab("hides the lab's mail host behind the relay, then brings it back"),
+              pytest.mark.zone_server, pytest.mark.any_release]
+HIDDEN = ("--data", "link_enabled=True", "--data", "link_home_hidden=True")
+
+# A client run inside lab3's network namespace (the internet), with this machine's Python:
+# argv: the relay's address, the CA's roots, the user, the password, the message's subject.
+CLIENT = r"""
+import imaplib, smtplib, socket, ssl, sys
+address, roots, user, password, subject, name = sys.argv[1:]
+context = ssl.create_default_context(cadata=open(roots).read())
+class Imap(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        return self.ssl_context.wrap_socket(socket.create_connection((address, 993), timeout), server_hostname=name)
+with Imap(name, 993, ssl_context=context, timeout=20) as imap:
+    imap.login(user, password)
+    print("imap", imap.select("INBOX")[0])
+class Smtp(smtplib.SMTP_SSL):
+    def _get_socket(self, host, port, timeout):
+        return self.context.wrap_socket(socket.create_connection((address, 465), timeout), server_hostname=host)
+with Smtp(name, 465, context=context, timeout=20) as smtp:
+    smtp.login(user, password)
+    message = f"From: {user}\r\nTo: carol@outside.test\r\nSubject: {subject}\r\n\r\nhi\r\n"
+    smtp.sendmail(user, ["carol@outside.test"], message)
+    print("sent")
+"""
+
+
+def wait_until(what: str, test, timeout: float = 90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if test():
+            return
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def deployed(deploy, *args):
+    result, changed, failed = deploy(*args)
+    assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
+    return changed
+
+
+def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site, inventory, on_server, lab_host,
+                                                                   outside, passwords, world, tls_context):
+    relay_host = lab_host("lab2")
+    home, relay, internet = (vantage(inventory, n) for n in ("lab1", "lab2", "lab3"))
+    hidden = site | {"link_enabled": True, "link_home_hidden": True}
+    relay_fqdn = zone.servers(hidden, "relay")[0]["fqdn"]
+    user, password = next(iter(passwords.items()))
+    try:
+        for _ in range(2):  # the link's keys first, then each end gets the other's
+            deployed(deploy, *HIDDEN)
+        relay_end = link.ends(hidden)[1]["link"]
+        wait_until("home reaches the relay across the link",
+                   lambda: on_server.run("timeout 3 bash -c %s", f"</dev/tcp/{relay_end}/25").rc == 0)
+        # Nothing of the lab's other hosts gets in at home: only the link, which home opens.
+        for port in (25, 53, 465, 993, 22):
+            for seen_from in (relay, internet):
+                assert not seen_from.tcp_open(home.ipv4, port), f"{seen_from.name} reaches home's port {port}"
+        # The zones name only the relay, and validate from the lab root without home.
+        domain = site["domain"]
+        for name, rtype, want in ((domain, "MX", f"10 {relay_fqdn}."), (domain, "NS", f"ns1.{domain}."),
+                                  (f"_imaps._tcp.{domain}", "SRV", f"0 1 993 {relay_fqdn}.")):
+            answer = relay.run("dig", "+short", f"@{relay.ipv4}", name, rtype).stdout.split("\n")
+            assert [a for a in answer if a] == [want], (name, rtype, answer)
+        assert relay.run("dig", "+short", f"@{relay.ipv4}", site["fqdn"], "A").stdout.strip() == ""
+        anchors = "".join(f'  "{n}" static-ds {t} {a} {d} "{x}";\n' for n, _, _, t, a, d, x in
+                          (a.split() for a in world.anchors))
+        relay_host.run("printf '%%s' %s > /tmp/inhouse-anchor.conf", "trust-anchors {\n" + anchors + "};\n")
+        relay_host.run("unbound-control flush_zone %s", site["domain"])
+        out = relay_host.run("delv -a /tmp/inhouse-anchor.conf @127.0.0.1 %s MX", site["domain"]).stdout
+        assert "; fully validated" in out and relay_fqdn in out, out
+
+        # lab3 -> home, through the relay; read from lab3 through the relay's front door.
+        front = Endpoint(relay_fqdn, relay.ipv4, tls_context)
+        token = f"hidden-in-{uuid.uuid4().hex[:8]}"
+        send_from_outside(outside, user, token)
+        assert inbox(front, user, password, token, timeout=60), f"{token} did not reach {user} at home"
+        roots = LAB / "hidden-home-roots.pem"
+        roots.write_text(world.ca_roots)
+        token = f"hidden-out-{uuid.uuid4().hex[:8]}"
+        client = internet.run(str(REPO / ".venv/bin/python"), "-c", CLIENT, relay.ipv4, str(roots), user, password,
+                              token, relay_fqdn)
+        assert client.returncode == 0 and "imap OK" in client.stdout and "sent" in client.stdout, client.stderr[-2000:]
+        delivered = outside_maildir(outside, token, timeout=60).decode()
+        assert home.ipv4 not in delivered, delivered  # the world never sees home's address
+        logins = on_server.run("journalctl -u dovecot --since -5min -o cat | grep -c %s", f"rip={internet.ipv4}")
+        assert logins.stdout.strip() not in ("", "0"), "home's dovecot did not see lab3's address"
+
+        # Home's link down: the relay queues; back up: the probe asks for the queue (ETRN).
+        on_server.check_output("systemctl stop %s", link.UNIT)
+        token = f"hidden-queued-{uuid.uuid4().hex[:8]}"
+        send_from_outside(outside, user, token)
+        wait_until("the relay queues the mail for home",
+                   lambda: f'"address":"{user}"' in relay_host.run("postqueue -j").stdout.replace(" ", ""), 60)
+        on_server.check_output("systemctl start %s", link.UNIT)
+        found = inbox(front, user, password, token, timeout=120)
+        assert found, f"{token} did not reach {user} after the link came back"
+
+        # Settled: a further run changes nothing.
+        assert deployed(deploy, *HIDDEN) == 0
+    finally:
+        result, _, failed = deploy()  # the lab's own data: the direct topology, no link
+        assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
+    assert internet.tcp_open(home.ipv4, 25) and not relay_host.socket("tcp://0.0.0.0:993").is_listening
+    assert deployed(deploy) == 0
