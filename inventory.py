@@ -22,5 +22,8 @@ mail = (
 #     [("vps.example.org", {"ssh_hostname": "198.51.100.20", "ipv4": "198.51.100.20"})],
 #     connection(),
 # )
+# A home server behind NAT, hidden behind that VPS (README, "Point it at a real VPS"):
+# set in group_data/all.py link_enabled = True and link_home_hidden = True; the home
+# server's ipv4 above may then be its LAN address ("192.168.1.10").
 
 check_inventory(globals())
