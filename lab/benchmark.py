@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark: what a deploy costs on one fresh lab host, against the floor of a bare
 `apt-get install` of the same packages on an identical fresh host; then what zones cost
-on master and secondary, for 1, 10 and 100 domains; then mail throughput; then backups of
-10,000 messages and a rebuild of the mail host from a fresh disk; then the no-op run on 1,
-4 and 8 hosts. Prints figures.
+on master and secondary, for 1, 10 and 100 domains; then mail throughput, and the latency
+a hidden home's relay and link add to an inbound message; then backups of 10,000 messages
+and a rebuild of the mail host from a fresh disk; then the no-op run on 1, 4 and 8 hosts.
+Prints figures.
 
-    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail|rebuild|scale]
+    sudo .venv/bin/python lab/benchmark.py [--release trixie|bookworm] [--only hardening|zones|mail|link|rebuild|scale]
 
 Boots its own lab of three hosts (replacing any running lab), and takes it down at the end.
 Remote commands are counted inside pyinfra (every shell command and file upload its SSH
@@ -185,6 +186,47 @@ def mail_throughput(hosts: dict, count: int = 500) -> None:
     print(f"  {'stock postfix, same host (no checks)':38} {base[0]:6.1f} accepted/s  {base[1]:6.1f} delivered/s")
 
 
+def inbound_latency(outside: str, target: str, mx: str, count: int) -> list[float]:
+    """Seconds from the end of an SMTP session on the outside host to `target` until the
+    message is in alice's Maildir on the mail host `mx`, one message at a time."""
+    maildir = "/var/mail/vhosts/inhouse.test/alice/Maildir/new"
+    out = []
+    for _ in range(count):
+        before = int(lab_ssh(mx, "ops", f"sudo ls {maildir} | wc -l").stdout)
+        lab_ssh(outside, "ops", f"/usr/sbin/smtp-source -l 1024 -m 1 -M mail.outside.test -f carol@outside.test "
+                                f"-t alice@inhouse.test {target}")
+        start = time.monotonic()
+        # One command polls on the host: no SSH round trip in the figure.
+        lab_ssh(mx, "ops", f"sudo timeout 120 sh -c 'while [ $(ls {maildir} | wc -l) -le {before} ]; do "
+                           "sleep 0.02; done'")
+        out.append(time.monotonic() - start)
+    return sorted(out)
+
+
+def link_latency(hosts: dict, count: int = 20) -> None:
+    """What the hidden home's path costs an inbound message (outside.test to the relay,
+    inside the link to home, to the INBOX) against the direct path (outside.test to the
+    mail host's port 25)."""
+    bootstrap(*hosts)
+    sh(PYTHON, REPO / "lab/root.py", "publish")
+    deploy()
+    mx, relay, outside = hosts["lab1"]["ipv4"], hosts["lab2"]["ipv4"], hosts["lab3"]["ipv4"]
+    direct = inbound_latency(outside, f"{mx}:25", mx, count)
+    hidden = ("--data", "link_enabled=True", "--data", "link_home_hidden=True")
+    deploy(*hidden)
+    deploy(*hidden)  # the second run gives each end of the link the other's key
+    time.sleep(30)  # the link's first handshake
+    through = inbound_latency(outside, f"{relay}:25", mx, count)
+    seconds, counts = deploy(*hidden)
+    deploy()
+    print(f"Inbound latency, {count} messages of 1 kB one at a time from outside.test to alice's Maildir")
+    for label, got in (("direct (mail host's port 25)", direct), ("hidden home (relay, link)", through)):
+        print(f"  {label:32} median {got[len(got) // 2] * 1000:7.0f} ms   max {got[-1] * 1000:7.0f} ms")
+    print(f"  added by the relay and the link: {(through[len(through) // 2] - direct[len(direct) // 2]) * 1000:.0f} ms "
+          "(median)")
+    print(figures("no-op deploy, hidden home (both hosts)", seconds, counts))
+
+
 def rebuild(hosts: dict, count: int = 10000) -> None:
     """Backups of `count` messages (first and incremental: time, repository size), then the
     mail host's disk thrown away: the time from the fresh disk to mail flowing again (the
@@ -256,7 +298,7 @@ def scale(release: str) -> None:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--release", default="trixie", choices=["trixie", "bookworm"])
-    p.add_argument("--only", choices=["hardening", "zones", "mail", "rebuild", "scale"], help="one part only")
+    p.add_argument("--only", choices=["hardening", "zones", "mail", "link", "rebuild", "scale"], help="one part only")
     a = p.parse_args()
     sys.path.insert(0, str(REPO))
     if a.only != "scale":
@@ -271,6 +313,8 @@ def main():
             zones()
         if a.only in (None, "mail"):
             mail_throughput(hosts)
+        if a.only in (None, "link"):
+            link_latency(hosts)
         if a.only in (None, "rebuild"):
             rebuild(hosts)
         if a.only in (None, "scale"):

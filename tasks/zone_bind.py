@@ -43,6 +43,11 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     changed = install_files(configs, state)
     running = state["units"].get("named", ("", ""))[1] == "active"
     activate(UNITS, {p: op for p, op in changed.items() if not p.startswith(ZONE_DIR)}, state)
+    if running and zone.role(data) == "secondary" and (conf := changed.get("/etc/bind/named.conf.local")):
+        # Its primaries may have moved (a home hidden or no longer): ask them now, not at the
+        # SOA's refresh, hours away; a NOTIFY they sent before the reload was refused.
+        server.shell(name="Ask the primaries for the zones", _if=any_changed(conf),
+                     commands=["; ".join(f"rndc refresh {z}" for z in zone.zones(data))])
     if running and (rolls := zone.dnssec_rolls(data, state.get("dnssec", {}))):
         # bind publishes the successor now and retires the old key only as the parent follows.
         server.shell(name=f"Roll the DNSSEC keys of {', '.join(rolls)}",

@@ -12,6 +12,7 @@ parent (as bind's dnssec-policy does it).
 from pyinfra import logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
 
 from tasks import zone
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
@@ -75,3 +76,11 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         logger.warning(f"{data['fqdn']}: a DNSSEC key roll of {', '.join(waiting)} waits for the DS at the parent: "
                        "set what `python -m tasks.registrar` prints; the old key stays until the signer sees it there")
     activate(units(data), {p: op for p, op in changed.items() if p.startswith("/etc/nsd")}, state)
+    if zone.role(data) == "secondary" and (conf := changed.get("/etc/nsd/nsd.conf.d/inhouse.conf")) and \
+            state["units"].get("nsd", ("", ""))[1] == "active":
+        # Its primaries may have moved (a home hidden or no longer): ask them now, not at the
+        # SOA's refresh, hours away; a NOTIFY they sent before the restart was refused.
+        server.shell(name="Ask the primaries for the zones", _if=any_changed(conf),
+                     # nsd-control answers once the restarted NSD listens: a few tries
+                     commands=["for i in 1 2 3 4 5; do nsd-control transfer "
+                               f"{' '.join(zone.zones(data))} >/dev/null && exit 0; sleep 1; done; exit 1"])

@@ -254,7 +254,8 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
      ["Zone (nsd) | Check and install /var/lib/nsd/db.example.org", "Zone (nsd) | Sign zones example.org",
       "Zone (nsd) | Enable and start inhouse-zone-sign.timer"]),
     # A home hidden behind the relay: the link, and haproxy's front door on the relay.
-    ({"link_enabled": True, "link_home_hidden": True, "operator_networks": ["192.0.2.0/24"]}, ["wireguard-go", "postfix", "dovecot-imapd"], ["haproxy"],
+    ({"link_enabled": True, "link_home_hidden": True, "operator_networks": ["192.0.2.0/24"]},
+     ["wireguard-go", "postfix", "dovecot-imapd"], ["haproxy"],
      ["Link | Make the link's key", "Link | Check and install /etc/wireguard/inhouse.conf"]),
 ])
 def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, expect_packages, absent_packages,

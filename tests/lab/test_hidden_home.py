@@ -58,9 +58,11 @@ def wait_until(what: str, test, timeout: float = 90):
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
-def deployed(deploy, *args):
+def deployed(deploy, *args, changes: int | None = None):
     result, changed, failed = deploy(*args)
     assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
+    if changes is not None:
+        assert changed == changes, (result.stdout[-4000:], result.stderr[-4000:])
     return changed
 
 
@@ -122,9 +124,12 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         assert found, f"{token} did not reach {user} after the link came back"
 
         # Settled: a further run changes nothing.
-        assert deployed(deploy, *HIDDEN) == 0
+        deployed(deploy, *HIDDEN, changes=0)
     finally:
         result, _, failed = deploy()  # the lab's own data: the direct topology, no link
         assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
     assert internet.tcp_open(home.ipv4, 25) and not relay_host.socket("tcp://0.0.0.0:993").is_listening
-    assert deployed(deploy) == 0
+    # The run that brought it back ran before its firewall opened port 80 to the ACME CA
+    # again: the next one gets the certificate; then nothing changes.
+    deployed(deploy)
+    deployed(deploy, changes=0)
