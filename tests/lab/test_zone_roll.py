@@ -22,6 +22,7 @@ import time
 import pytest
 
 from tasks import check, zone
+from tasks.util import System
 from tests.helpers import LAB, REPO
 
 pytestmark = [pytest.mark.lab("rolls the DNSSEC keys of the lab's zones"), pytest.mark.zone_server]
@@ -65,12 +66,10 @@ class ValidationProbe(threading.Thread):
 
 
 def key_states(on_server, site: dict, z: str) -> dict[int, tuple[str, str]]:
-    """{key id: (goal, DS state)} of zone z, from the key state files (as the deploy reads them)."""
-    out = on_server.check_output(
-        "for f in %s/K%s.+*.state; do [ -f $f ] && echo dnssec ${f##*/} "
-        "$(awk '/^(Generated|GoalState|DSState): / { printf \"%%s%%s \", $1, $2 }' $f); done; true",
-        zone.dnssec_key_dir(site), z)
-    keys = zone.dnssec_keys([line.split(" ", 1)[1] for line in out.splitlines()])
+    """{key id: (goal, DS state)} of zone z, read as the deploy reads them (its System fact)."""
+    fact = System()
+    out = on_server.check_output("sh -c %s", fact.command([], key_dir=zone.dnssec_key_dir(site)))
+    keys = zone.dnssec_keys(fact.process(out.splitlines())["dnssec"])
     return {k["id"]: (k["goal"], k["ds"]) for k in keys.get(z, [])}
 
 
