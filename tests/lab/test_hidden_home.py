@@ -110,6 +110,7 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         assert client.returncode == 0 and "imap OK" in client.stdout and "sent" in client.stdout, client.stderr[-2000:]
         delivered = outside_maildir(outside, token, timeout=60).decode()
         assert home.ipv4 not in delivered, delivered  # the world never sees home's address
+        assert f"d={site['domain']};" in delivered.split("\n\n")[0], delivered  # signed at home
         logins = on_server.run("journalctl -u dovecot --since -5min -o cat | grep -c %s", f"rip={internet.ipv4}")
         assert logins.stdout.strip() not in ("", "0"), "home's dovecot did not see lab3's address"
 
