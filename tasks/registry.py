@@ -12,8 +12,10 @@ The order, with its reasons:
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
 - the link before the zones: a hidden home's NOTIFY and transfers go through it;
-- firewall last, with the ports of every component the host runs (on a hidden home, open
-  only to the link, the operator and the home LAN: tasks/link.py).
+- the firewall, with the ports of every component the host runs (on a hidden home, open
+  only to the link, the operator and the home LAN: tasks/link.py), before the
+  certificate: the ACME CA's check needs port 80 open in the same run that asks for it
+  (a home that is no longer hidden gets its certificate at once).
 """
 
 from tasks import (
@@ -86,6 +88,7 @@ COMPONENTS = [
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),
+    Firewall(firewall, lambda d: d["firewall_enabled"]),
     Component(tls, lambda d: mail_role(d) != "none"),
     Component(dkim, lambda d: mail_role(d) == "mail"),
     Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself
@@ -95,7 +98,6 @@ COMPONENTS = [
     Component(proxy, lambda d: mail_role(d) == "relay"),
     Component(reports, lambda d: mail_role(d) == "mail"),
     Component(mta_sts, zone.mta_sts_served),
-    Firewall(firewall, lambda d: d["firewall_enabled"]),
 ]
 # Modules of data that several components share: their settings and checks.
 SHARED = [mail, zone]

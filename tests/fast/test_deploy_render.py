@@ -206,10 +206,12 @@ def test_a_fresh_vps_gets_everything_in_order(tmp_path, site):
     (make_key,) = [i for i, n in enumerate(names)
                    if re.fullmatch(r"DKIM \| DKIM: make the current key \(\d{8}\), make the next key \(\d{8}b\)", n)]
     assert make_key < names.index("DKIM | Check and install /etc/opendkim/inhouse/keytable")
-    # Firewall last, with the ports of everything else.
-    assert names[-4:-1] == ["Firewall | Check and install /etc/iptables/rules.v4",
-                            "Firewall | Check and install /etc/iptables/rules.v6",
-                            "Firewall | Enable and start netfilter-persistent"]
+    # The firewall, with the ports of everything else, before the certificate: the ACME CA
+    # checks port 80.
+    assert in_order(names, "Firewall | Check and install /etc/iptables/rules.v4",
+                    "Firewall | Check and install /etc/iptables/rules.v6",
+                    "Firewall | Enable and start netfilter-persistent",
+                    "TLS certificate | Get a certificate for mx.example.org")
     # Then the keys the run made, to the operator's machine.
     assert names[-1] == "Keys | Keep the keys in secrets_dir"
     rules = fresh.uploaded("/etc/iptables/rules.v4")
@@ -277,8 +279,8 @@ def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, 
         # Last, the keys to the operator's machine; and once the relay has its backup
         # account, the mail host's first backup.
         first = ["Backup | Start the first backup"] if name == MX else []
-        assert fresh.names[-2 - len(first):] == ["Firewall | Enable and start netfilter-persistent",
-                                                 "Keys | Keep the keys in secrets_dir", *first]
+        assert fresh.names[-1 - len(first):] == ["Keys | Keep the keys in secrets_dir", *first]
+        assert "Firewall | Enable and start netfilter-persistent" in fresh.names
         assert steady.names == [], f"{name}: a deployed host got {steady.names}"
 
 
