@@ -11,11 +11,11 @@ The order, with its reasons:
 - the zones and the resolver before the certificate: the ACME CA and DANE need the names;
 - the certificate before the MTA, IMAP and the MTA-STS policy's web server, which serve
   it; the MTA before dovecot, which puts its sockets into postfix's queue folder;
-- the link before the zones: a hidden home's NOTIFY and transfers go through it;
 - the firewall, with the ports of every component the host runs (on a hidden home, open
-  only to the link, the operator and the home LAN: tasks/link.py), before the
-  certificate: the ACME CA's check needs port 80 open in the same run that asks for it
-  (a home that is no longer hidden gets its certificate at once).
+  only to the link, the operator and the home LAN: tasks/link.py), before the services
+  others must reach in the same run: the secondaries ask the master for a changed zone,
+  the ACME CA checks port 80 (a home no longer hidden is asked from outside at once);
+- the link before the zones: a hidden home's NOTIFY and transfers go through it.
 """
 
 from tasks import (
@@ -84,11 +84,11 @@ COMPONENTS = [
     Component(clock, lambda d: d["clock_enabled"]),
     Component(upgrades, lambda d: d["upgrades_enabled"]),
     Component(backup_store, lambda d: mail_role(d) == "relay" and backup_store.on(d)),
+    Firewall(firewall, lambda d: d["firewall_enabled"]),
     Component(link, link.on),
     Component(zone_bind, lambda d: zone_role(d) != "none" and d["zone_server"] == "bind"),
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),
-    Firewall(firewall, lambda d: d["firewall_enabled"]),
     Component(tls, lambda d: mail_role(d) != "none"),
     Component(dkim, lambda d: mail_role(d) == "mail"),
     Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself

@@ -14,6 +14,7 @@ on the lab's real hosts: lab1 is home, lab2 the VPS, lab3 the internet.
 - a second deploy changes nothing; the lab's own data then brings the direct topology back.
 """
 
+import re
 import time
 import uuid
 
@@ -61,8 +62,11 @@ def wait_until(what: str, test, timeout: float = 90):
 def deployed(deploy, *args, changes: int | None = None):
     result, changed, failed = deploy(*args)
     assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
-    if changes is not None:
-        assert changed == changes, (result.stdout[-4000:], result.stderr[-4000:])
+    if changes is not None:  # the operations that changed something, by name
+        table = (result.stdout + result.stderr).split("Operation", 1)[-1].splitlines()
+        ran = [line.strip() for line in table if re.search(r"\s\d+\s+[1-9]\d*\s+[-\d]+\s+[-\d]+\s*$", line)
+               and "Grand total" not in line]
+        assert changed == changes, ran
     return changed
 
 
