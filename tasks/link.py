@@ -13,7 +13,8 @@ by IP address: a packet counts only if it is signed with the peer's key.
 The kernel's WireGuard where it has one; else wg-quick starts wireguard-go, the userspace
 implementation (the same deploy, the same unit: wg-quick falls back by itself when
 `ip link add type wireguard` fails, as on the lab's kernel).
-Reads: link_enabled, link_port, link_network; the hosts of the mail and relay groups.
+Reads: link_enabled, link_port, link_network, link_home_hidden (tasks/proxy.py, tasks/zone.py);
+the hosts of the mail and relay groups.
 """
 
 import ipaddress

@@ -244,3 +244,13 @@ def served_certificate(mx: Endpoint, port: int) -> x509.Certificate:
 def spki_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def wait_until(what: str, test, timeout: float = 45) -> None:
+    """Poll `test` each second until it is true; fail naming `what` when time is up."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if test():
+            return
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")

@@ -15,13 +15,12 @@ on the lab's real hosts: lab1 is home, lab2 the VPS, lab3 the internet.
 """
 
 import re
-import time
 import uuid
 
 import pytest
 
 from tasks import link, zone
-from tests.helpers import LAB, REPO, Endpoint, inbox, outside_maildir, send_from_outside, vantage
+from tests.helpers import LAB, REPO, Endpoint, inbox, outside_maildir, send_from_outside, vantage, wait_until
 
 pytestmark = [pytest.mark.lab("hides the lab's mail host behind the relay, then brings it back"),
               pytest.mark.zone_server, pytest.mark.any_release]
@@ -50,15 +49,6 @@ with Smtp(name, 465, context=context, timeout=20) as smtp:
 """
 
 
-def wait_until(what: str, test, timeout: float = 90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if test():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
 def deployed(deploy, *args, changes: int | None = None):
     result, changed, failed = deploy(*args)
     assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
@@ -82,7 +72,7 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
             deployed(deploy, *HIDDEN)
         relay_end = link.ends(hidden)[1]["link"]
         wait_until("home reaches the relay across the link",
-                   lambda: on_server.run("timeout 3 bash -c %s", f"</dev/tcp/{relay_end}/25").rc == 0)
+                   lambda: on_server.run("timeout 3 bash -c %s", f"</dev/tcp/{relay_end}/25").rc == 0, 90)
         # Nothing of the lab's other hosts gets in at home: only the link, which home opens.
         for port in (25, 53, 465, 993, 22):
             for seen_from in (relay, internet):

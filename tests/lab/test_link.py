@@ -8,11 +8,11 @@ whose kernel has no WireGuard: the deploy's own wg-quick unit falls back to wire
 - a further run changes nothing; a run without link_enabled takes it down on both ends.
 """
 
-import time
 
 import pytest
 
 from tasks import link
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.lab("turns the link between the lab's mail host and relay on, then off")]
 
@@ -25,15 +25,6 @@ def relay(lab_host):
 def reaches(host, address: str, port: int = 22) -> bool:
     """A TCP connection from `host` to address:port opens (the peer's sshd, across the link)."""
     return host.run("timeout 3 bash -c %s", f"</dev/tcp/{address}/{port}").rc == 0
-
-
-def wait_until(what: str, test, timeout: float = 45):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if test():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def test_the_link_from_home_reaches_the_relay_and_comes_back_after_restarts(deploy, site, on_server, relay):
