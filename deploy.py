@@ -23,7 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from tasks import backup, dkim, keys, link, mail, tls, zone
 from tasks.data import ROLE_GROUPS, InventoryError, problems, with_roles
-from tasks.registry import DEFAULTS, enabled, mail_role, zone_role
+from tasks.registry import COMPONENTS, DEFAULTS, enabled, mail_role, zone_role
 from tasks.util import HostState, System, install_packages
 
 groups = {g: [(h.name, h.data.dict()) for h in inventory.get_group(g, [])] for g in ROLE_GROUPS}
@@ -103,7 +103,13 @@ state["restoring"], state["keys"] = restoring, system["keys"]
 state["dnssec"] = zone.dnssec_keys(system["dnssec"])  # bind's DNSSEC keys, for a roll
 install_packages([p for c in components for p in c.packages(data)], state["packages"])
 for component in components:
+    # pyinfra tells operations apart (and orders them across hosts) by the line numbers of
+    # their call stack, the same wherever two components call a helper from equal lines: a
+    # host that runs other components would count them otherwise, a cycle. Each component's
+    # place in the registry, the same on every host, keeps them apart.
+    host.loop_position.append(COMPONENTS.index(component))
     component.apply(data, configs[component], state)
+    host.loop_position.pop()
 keys.escrow(data, keeps, system)  # new or changed keys, to the operator's machine
 if any(c.module is backup for c in components):
     backup.first(state)

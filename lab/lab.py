@@ -393,29 +393,46 @@ def rebuild(name):
     layer), boot the base image again under the same name and addresses. Its SSH host keys
     are new, as on a reinstalled server; .lab/known_hosts learns them."""
     d = HOSTS / name
-    if not d.is_dir():
-        sys.exit(f"lab: no host {name}")
     hosts = json.loads((OUT / "hosts.json").read_text())
+    stop(name)
+    quiet("umount", d / "root")
+    shutil.rmtree(d)
+    d.mkdir()
+    key = Path(f"{OUT / 'id_ed25519'}.pub").read_text()
+    prepare(name, image(hosts["release"]), key)
+    start(name)
+    write_outputs(Path(hosts["key"]), hosts["release"], hosts["zone_server"], hosts.get("mta", "postfix"))
+    log(f"{name} rebuilt from the {hosts['release']} base image")
+
+
+def stop(name):
+    """Power a host off (its disk and addresses stay): the launcher stops nspawn, whose
+    SIGTERM makes systemd inside shut down as on a real machine."""
+    if not (HOSTS / name).is_dir():
+        sys.exit(f"lab: no host {name}")
     launchers = [p for p in our_processes() if f"lab.py boot {name} " in cmdline(p)]
-    for pid in launchers:  # the launcher stops nspawn, which powers the host off
+    for pid in launchers:
         quiet("kill", "-TERM", pid)
     deadline = time.time() + 30
     while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in launchers):
         time.sleep(0.3)
     for pid in launchers:
         quiet("kill", "-KILL", pid)
-    quiet("umount", d / "root")
-    shutil.rmtree(d)
-    d.mkdir()
-    key = Path(f"{OUT / 'id_ed25519'}.pub").read_text()
-    prepare(name, image(hosts["release"]), key)
-    with open(d / "console.log", "w") as out:
+    (HOSTS / name / "stop").unlink(missing_ok=True)
+
+
+def start(name):
+    """Boot a stopped host again and wait for its SSH."""
+    d = HOSTS / name
+    if not d.is_dir():
+        sys.exit(f"lab: no host {name}")
+    if container_init(name):
+        sys.exit(f"lab: {name} is running")
+    with open(d / "console.log", "a") as out:
         subprocess.Popen([sys.executable, __file__, "boot", name, "--state", str(STATE)],
                          stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    write_outputs(Path(hosts["key"]), hosts["release"], hosts["zone_server"], hosts.get("mta", "postfix"))
     if not wait_ssh(address(name)):
         sys.exit(f"lab: no SSH answer from {name}; see {d}/console.log")
-    log(f"{name} rebuilt from the {hosts['release']} base image")
 
 
 def status():
@@ -456,6 +473,8 @@ def main():
     s.add_argument("command", nargs=argparse.REMAINDER)
     r = sub.add_parser("rebuild", help="throw a host's disk away and boot it fresh")
     r.add_argument("name")
+    for verb, what in (("stop", "power a host off, its disk kept"), ("start", "boot a stopped host again")):
+        sub.add_parser(verb, help=what).add_argument("name")
     sub.add_parser("down", help="remove everything the lab made")
     b = sub.add_parser("boot", help=argparse.SUPPRESS)
     b.add_argument("name")
@@ -469,6 +488,12 @@ def main():
         shell(a.name, a.command)
     elif a.verb == "rebuild":
         rebuild(a.name)
+    elif a.verb == "stop":
+        stop(a.name)
+        log(f"{a.name} stopped")
+    elif a.verb == "start":
+        start(a.name)
+        log(f"{a.name} started")
     elif a.verb == "down":
         tidy()
         log("down")

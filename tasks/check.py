@@ -269,7 +269,7 @@ def check(data: dict, anchors: list[str], root_servers: list[str], ca: str | Non
         if wanted and sorted(wanted) != sorted(r.to_text() for r in ds):  # RFC 7344 section 4
             report.warn(z, "a DNSSEC key roll waits for the DS at the registrar: run `python -m tasks.registrar`")
         names = [(z, "SOA"), (z, "MX"), (z, "TXT"), (f"_dmarc.{z}", "TXT"), (f"_smtp._tls.{z}", "TXT")]
-        if zone.mta_sts_served(data):
+        if zone.mta_sts_published(data):
             names += [(f"_mta-sts.{z}", "TXT"), (f"mta-sts.{z}", "A")]
         if signing:
             names.append((f"{signing[0]}._domainkey.{z}", "TXT"))
@@ -303,7 +303,7 @@ def check(data: dict, anchors: list[str], root_servers: list[str], ca: str | Non
             report.ok(z, f"validates from the root on {len(answers)} name server addresses, all in sync "
                          f"(serial {first[(z, 'SOA')][0].split()[2]})")
         judge_records(data, z, first, signing, mx_addresses, report)
-        if zone.mta_sts_served(data):
+        if zone.mta_sts_published(data):
             judge_mta_sts(data, z, first, ca, report)
     for host in mx_hosts:  # the TLSA records as validated above, in the primary zone
         tlsa = {r.split()[-1].lower() for r in primary.get((f"_25._tcp.{host['fqdn']}", "TLSA"), [])
@@ -383,7 +383,7 @@ def judge_mta_sts(data, z, first, ca, report) -> None:
     policy = dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
     mx = {v.strip() for k, v in (line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
           if k.strip() == "mx"}
-    want = {h["fqdn"] for g in ("mail", "relay") for h in zone.servers(data, g)}
+    want = {h["fqdn"] for h in zone.public_servers(data)}
     if policy.get("version", "").strip() != "STSv1" or mx != want:
         report.fail(z, f"the MTA-STS policy names {sorted(mx)}, the MX hosts are {sorted(want)}")
     else:

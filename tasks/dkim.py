@@ -1,7 +1,9 @@
 """DKIM: a 2048-bit RSA key made on the host, readable only by the signer, whose public key
 the zones publish under the selector (tasks/zone.py). With postfix, opendkim signs the mail
 the mail host sends and checks the signatures of the mail it receives (as "Hosting your own Email with DANE" does);
-exim does both itself ("Making a Mailserver (Part 4)") with the same key.
+exim does both itself ("Making a Mailserver (Part 4)") with the same key. A postfix relay
+checks the mail it takes in (no key there); the mail host leaves the mail the relay
+forwards to the relay's verdict (RFC 8601 section 5: each MX judges what it receives).
 
 Two keys at all times: the current one signs, the next one waits with its record already
 published. A roll (every `dkim_key_days`, on demand, or to a selector named in data) makes
@@ -10,7 +12,7 @@ the next key the signing one once every name server has served its record for a 
 flight (its signature is checked on arrival, maybe days later, RFC 6376 section 3.6.1),
 then drops it and its key. Selectors are the date the key was made (YYYYMMDD, a letter
 after it when the day has one already) unless data names one.
-Reads: dkim_*, domain, extra_domains, fqdn, mail_relay_networks.
+Reads: dkim_*, domain, extra_domains, fqdn, mail_relay_networks, the other MX hosts.
 """
 
 import re
@@ -50,6 +52,11 @@ PACKAGES = ["opendkim", "opendkim-tools"]
 UNITS = {"opendkim": "restart"}
 
 
+def signs(data: dict) -> bool:
+    """Whether this host has keys and signs: the mail host; a relay only checks."""
+    return mail.role(data) == "mail"
+
+
 def packages(data: dict) -> list[str]:
     return PACKAGES if data["mta"] == "postfix" else ["openssl"]
 
@@ -68,11 +75,12 @@ RETIRING = f"{DIR}/retiring"  # "SELECTOR\nBASE64 PUBLIC KEY\nROLLED": the last 
 CONF_DIR = "/etc/opendkim/inhouse"
 
 
-KEEPS = [DIR]  # the keys of every selector, and the files above
+def keeps(data: dict) -> list[str]:
+    return [DIR] if signs(data) else []  # the keys of every selector, and the files above
 
 
 def heads(data: dict) -> list[str]:
-    return [CURRENT, NEXT, RETIRING]
+    return [CURRENT, NEXT, RETIRING] if signs(data) else []
 
 
 def _read(system: dict, path: str) -> tuple[str, str, float]:
@@ -183,12 +191,16 @@ def key_path(sel: str) -> str:
 def files(data: dict, system: dict) -> list[ConfigFile]:
     if data["mta"] != "postfix":
         return []
-    ctx = {"dir": CONF_DIR, "domains": mail.domains(data), "selector": selector(data, system),
-           "key": key_path(selector(data, system))}
+    # The other MX hosts' mail: judged where it came in (home's for a relay: outbound).
+    other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
+    ctx = {"dir": CONF_DIR, "signs": signs(data), "domains": mail.domains(data), "peers": other}
+    if signs(data):
+        ctx |= {"selector": selector(data, system), "key": key_path(selector(data, system))}
     check = "opendkim -n -x /etc/opendkim.conf"
+    tables = ("keytable", "signingtable", "internal") if signs(data) else ()
     return [
         ConfigFile(f"{CONF_DIR}/{name}", render(f"dkim/{name}.j2", data, **ctx), check=check, checker="opendkim")
-        for name in ("keytable", "signingtable", "internal")
+        for name in (*tables, "peers")
     ] + [ConfigFile("/etc/opendkim.conf", render("dkim/opendkim.conf.j2", data, **ctx), check=check)]
 
 
@@ -217,7 +229,7 @@ def script(data: dict, todo: dict, now: float) -> str:
 
 @deploy("DKIM")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
-    todo = plan(data, state)
+    todo = plan(data, state) if signs(data) else {"make": {}, "roll": "", "retire": ""}
     if todo["make"] or todo["roll"] or todo["retire"]:
         what = [*(f"make the {k} key ({s})" for k, s in todo["make"].items()),
                 *([f"roll to {todo['selector']} ({todo['roll']})"] if todo["roll"] else []),

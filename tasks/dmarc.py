@@ -1,21 +1,33 @@
-"""DMARC: opendmarc judges inbound mail by the SPF (policyd-spf) and DKIM (opendkim)
-results above it and adds its verdict to Authentication-Results ("Hosting your own Email with DANE"). Mail users
-submit is not judged; reports of the other side's DMARC go to the report mailbox.
-Reads: fqdn, the relay's name (its SPF results are trusted).
+"""DMARC: opendmarc judges inbound mail by its SPF result and the DKIM result of opendkim
+(tasks/dkim.py) above it, and adds its verdict to Authentication-Results ("Hosting your own
+Email with DANE"), on every postfix MX: each judges the mail it takes in from the internet,
+the mail host leaves what the relay forwards to the relay's verdict (RFC 8601 section 5).
+Mail users submit is not judged; reports of the other side's DMARC go to the report mailbox.
+
+No result a message carries in is believed: the MTA drops every Authentication-Results
+field that claims this host's name (tasks/mta_postfix.py), so the DKIM result trusted is
+opendkim's, added after; opendmarc checks SPF itself rather than read it from a header.
+Reads: fqdn, mail_relay_networks, the other MX hosts.
 """
 
 from pyinfra.api import deploy
 
+from tasks import mail
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS: dict = {}
 PACKAGES = ["opendmarc"]
 UNITS = {"opendmarc": "restart"}
+IGNORE = "/etc/opendmarc/inhouse-ignore"
 
 
 def files(data: dict, system: dict) -> list[ConfigFile]:
-    trusted = [data["fqdn"], *[h["fqdn"] for h in data["zone_hosts"].get("relay", [])]]
-    return [ConfigFile("/etc/opendmarc.conf", render("dmarc/opendmarc.conf.j2", data, trusted=trusted),
+    # Not judged: this host, the machines that relay through it, and the other MX hosts
+    # (their mail was judged where it came in, or is the mail host's own, going out).
+    other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
+    ignore = ["127.0.0.1", "::1", *data["mail_relay_networks"], *other]
+    return [ConfigFile(IGNORE, render("dmarc/ignore.j2", data, addresses=ignore)),
+            ConfigFile("/etc/opendmarc.conf", render("dmarc/opendmarc.conf.j2", data, ignore=IGNORE),
                        check="opendmarc -n -c {path}")]
 
 

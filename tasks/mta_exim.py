@@ -33,6 +33,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
     networks = data["mail_relay_networks"] + (mail.addresses(data, "mail") if role == "relay" else [])
     ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
+           "name_pattern": data["fqdn"].replace(".", r"\."),  # a regular expression of this host's name
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN, "priority": tls.GNUTLS_PRIORITY,
            "dkim_current": dkim.CURRENT, "dkim_dir": dkim.DIR, "dmarc_script": DMARC_SCRIPT,
            "backup_mx": mail.addresses(data, "relay") if role == "mail" else [],

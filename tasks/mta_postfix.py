@@ -5,8 +5,9 @@ TLSA. See tasks/mail.py for who gets mail and who may send.
 On the mail host: mailboxes go to dovecot (LMTP), logins are dovecot's (SASL, on the
 submission ports only), opendkim signs and checks (tasks/dkim.py), policyd-spf refuses SPF
 failures (strict SPF, as "Bringing E-Mail Server In-House" asks) and opendmarc judges DMARC
-(tasks/dmarc.py); each says so in Authentication-Results. On the relay: backup MX for the
-same addresses, and the way out for the mail host. Nothing relays for strangers ("Making a
+(tasks/dmarc.py); they say so in Authentication-Results, after the MTA dropped every such
+field that came in claiming this host's name (RFC 8601 section 5). On the relay: backup MX
+for the same addresses, with the same checks, and the way out for the mail host. Nothing relays for strangers ("Making a
 Mailserver (Part 4)": "years of good reputation can be wiped away in a few open relay
 minutes"). Maps are texthash: read at start, no
 postmap; a changed map reloads postfix.
@@ -21,6 +22,7 @@ from tasks.util import ConfigFile, activate, install_files, render
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
 UNITS = {"postfix": "reload"}
 MAPS = "/etc/postfix/inhouse"
+HEADER_CHECKS = f"{MAPS}/header_checks"
 # Warnings count as failures: `postfix check` passes a misspelt parameter with only a
 # warning. ("updating ..." lines are postfix copying files into its chroot.)
 CHECK = ('out=$( (postconf -n >/dev/null; postfix check || echo "postfix check failed") 2>&1 | grep -v "^updating "); '
@@ -46,13 +48,16 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     hidden = zone.hidden(data)
     # The way out: the relay, by name; inside the link for a hidden home.
     relayhost = (f"[{zone.link_address(data, relays[0])}]:25" if hidden else f"[{relays[0]}]:25") if relays else ""
-    ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "relay_networks": networks,
+    ctx = {"role": role, "domains": mail.domains(data), "maps": MAPS, "header_checks": HEADER_CHECKS,
+           "relay_networks": networks,
            "relayhost": relayhost if data["mail_outbound_relay"] or hidden else "", "hidden": hidden,
            "front_door": proxy.home_ports(data, "postfix"), "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS}
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries))
                for name, entries in mail.maps(data).items()]
     configs += [
+        ConfigFile(HEADER_CHECKS, render("mta/postfix/header_checks.j2", data,
+                                         name=data["fqdn"].replace(".", r"\."))),
         ConfigFile("/etc/postfix-policyd-spf-python/policyd-spf.conf",
                    render("mta/postfix/policyd-spf.conf.j2", data, skip=data["mail_relay_networks"]
                           + mail.peer_addresses(data, "relay" if role == "mail" else "mail"))),

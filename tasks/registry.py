@@ -90,14 +90,15 @@ COMPONENTS = [
     Component(zone_nsd, lambda d: zone_role(d) != "none" and d["zone_server"] == "nsd"),
     Component(resolver, lambda d: d["resolver_enabled"]),
     Component(tls, lambda d: mail_role(d) != "none"),
-    Component(dkim, lambda d: mail_role(d) == "mail"),
-    Component(dmarc, lambda d: mail_role(d) == "mail" and d["mta"] == "postfix"),  # exim judges DMARC itself
+    # Every postfix MX judges the mail it takes in; exim judges DKIM and DMARC itself.
+    Component(dkim, lambda d: mail_role(d) == "mail" or (mail_role(d) == "relay" and d["mta"] == "postfix")),
+    Component(dmarc, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
     Component(imap, lambda d: mail_role(d) == "mail"),
     Component(proxy, lambda d: mail_role(d) == "relay"),
     Component(reports, lambda d: mail_role(d) == "mail"),
-    Component(mta_sts, zone.mta_sts_served),
+    Component(mta_sts, lambda d: mail_role(d) != "none"),  # the host that serves it: tasks/zone.py
 ]
 # Modules of data that several components share: their settings and checks.
 SHARED = [mail, zone]

@@ -201,7 +201,7 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
         ("autoconfig", "CNAME", f"{mx}."),
         ("autodiscover", "CNAME", f"{mx}."),
     ]
-    out += mta_sts_records(data, masters)
+    out += mta_sts_records(data)
     # Keys made on the hosts (deploy.py reads them): DKIM of the mail host, TLSA of each MX.
     keys = data.get("zone_keys", {})
     for selector, public in keys.get("dkim", []):  # the signing key, the next, the last for a while
@@ -215,10 +215,20 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     return out + [(r["name"], r["type"].upper(), r["data"]) for r in data["zone_records"].get(zone, [])]
 
 
+def mta_sts_server(data: dict) -> dict | None:
+    """The host that serves the MTA-STS policy (tasks/mta_sts.py): the mail host, which is
+    the primary MX; a hidden one, which the world cannot reach, leaves it to the first relay."""
+    return next(iter(servers(data, "relay" if hidden(data) else "mail")), None)
+
+
+def mta_sts_published(data: dict) -> bool:
+    """Whether the zones announce a policy: wherever a host of the site serves mail."""
+    return data.get("mail_enabled") is True and mta_sts_server(data) is not None
+
+
 def mta_sts_served(data: dict) -> bool:
-    """Whether this host serves the MTA-STS policy (tasks/mta_sts.py): the mail host, which
-    is the DNS master and primary MX; not a hidden one, which the world cannot reach."""
-    return data.get("mail_enabled") is True and role(data) == "master" and not hidden(data)
+    """Whether this host serves the MTA-STS policy."""
+    return mta_sts_published(data) and mta_sts_server(data)["fqdn"] == data.get("fqdn")
 
 
 def mta_sts_hosts(data: dict) -> list[str]:
@@ -228,8 +238,8 @@ def mta_sts_hosts(data: dict) -> list[str]:
 
 def mta_sts_policy(data: dict) -> str:
     """The policy (RFC 8461 section 3.2): CRLF-separated key: value lines, an mx line for
-    every MX host (the mail host and the relay). No comment: the format has none."""
-    mx = [h["fqdn"] for g in ("mail", "relay") for h in servers(data, g)]
+    every MX host (the mail host unless hidden, the relays). No comment: the format has none."""
+    mx = [h["fqdn"] for h in public_servers(data)]
     lines = ["version: STSv1", f"mode: {data['zone_mta_sts_mode']}", *[f"mx: {m}" for m in mx],
              f"max_age: {data['mta_sts_max_age']}"]
     return "".join(f"{line}\r\n" for line in lines)
@@ -241,13 +251,13 @@ def mta_sts_policy_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def mta_sts_records(data: dict, masters: list[dict]) -> list[tuple[str, str, str]]:
-    """MTA-STS (RFC 8461): the policy host, the mail host that serves the policy, and the
-    TXT record announcing it, only when the mail host serves it (section 3: the policy
-    first); its id changes with the policy (section 3.1)."""
-    if not (masters and mta_sts_served(data)):
+def mta_sts_records(data: dict) -> list[tuple[str, str, str]]:
+    """MTA-STS (RFC 8461): the policy host, the host that serves the policy, and the TXT
+    record announcing it (section 3: the policy first, served by the run that publishes it);
+    its id changes with the policy (section 3.1)."""
+    if not mta_sts_published(data):
         return []
-    host = masters[0]
+    host = mta_sts_server(data)
     policy_id = mta_sts_policy_id(mta_sts_policy(data))
     return [("mta-sts", "A", host["ipv4"]), *([("mta-sts", "AAAA", host["ipv6"])] if host["ipv6"] else []),
             ("_mta-sts", "TXT", quote(f"v=STSv1; id={policy_id}"))]

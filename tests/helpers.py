@@ -213,10 +213,10 @@ def outside_maildir(outside, token: str, timeout: float = 30) -> bytes:
     pytest.fail(f"no message {token} reached {OUTSIDE_USER}")
 
 
-def send_from_outside(outside, recipient: str, subject: str) -> None:
+def send_from_outside(outside, recipient: str, subject: str, headers: str = "") -> None:
     """Mail sent by outside.test's own MTA: MX lookup, DANE, SPF from its address, as on
-    the internet."""
-    message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n\nhello\n"
+    the internet; `headers`: more header lines ("Name: value\n" each)."""
+    message = f"From: {OUTSIDE_USER}\nTo: {recipient}\nSubject: {subject}\n{headers}\nhello\n"
     outside.check_output("echo %s | base64 -d | sendmail -f %s %s",
                          base64.b64encode(message.encode()).decode(), OUTSIDE_USER, recipient)
 

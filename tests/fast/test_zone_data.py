@@ -55,7 +55,12 @@ def test_a_hidden_home_is_named_by_no_record_and_transfers_inside_the_link():
     assert [r[0] for r in primary if r[1] == "TLSA"] == ["_25._tcp.vps"]
     assert ("_submission._tcp", "SRV", "0 0 0 .") in primary and ("_imap._tcp", "SRV", "0 0 0 .") in primary
     assert ("_submissions._tcp", "SRV", "0 1 465 vps.example.org.") in primary
-    assert not zone.mta_sts_served(data(**hidden)) and not [r for r in primary if "mta-sts" in r[0]]
+    assert not [r for r in primary if "mta-sts" in r[0]]  # no mail served: no policy
+    # The relay serves the MTA-STS policy, which names it alone.
+    served = data(mail_enabled=True, **hidden)
+    assert not zone.mta_sts_served(served) and zone.mta_sts_served(data("vps.example.org", mail_enabled=True, **hidden))
+    assert ("mta-sts", "A", "198.51.100.20") in zone.records(served, "example.org")
+    assert [m for m in zone.mta_sts_policy(served).split("\r\n") if m.startswith("mx:")] == ["mx: vps.example.org"]
     master, secondary = zone.context(data(**hidden)), zone.context(data("vps.example.org", **hidden))
     assert [m["xfr"] for m in master["masters"]] == ["10.254.254.1"] and master["listen"] == ["10.254.254.1"]
     assert [s["xfr"] for s in secondary["secondaries"]] == ["10.254.254.2"] and secondary["listen"] == ["10.254.254.2"]

@@ -9,12 +9,16 @@ on the lab's real hosts: lab1 is home, lab2 the VPS, lab3 the internet.
   lab2's front door (submission 465), whose mail shows no address of home; the user reads
   the INBOX over IMAP from lab3 through lab2 (993), logins judged by home with lab3's
   address (the PROXY header);
-- with home's link down, lab2 takes and queues the mail; it reaches the INBOX soon after
-  the link is back (home's probe asks for it: ETRN), not at the relay's next retry;
+- lab2 judges the mail it takes in (SPF, DKIM, DMARC, in its name), home adds no verdict
+  of its own, and verdicts that came with the mail in either's name are dropped;
+- with home powered off, lab2 takes and queues the mail; it reaches the INBOX soon after
+  home is back (home's probe asks for it: ETRN), not at the relay's next retry;
+- the relay serves the MTA-STS policy, naming itself alone;
 - a second deploy changes nothing; the lab's own data then brings the direct topology back.
 """
 
 import re
+import subprocess
 import uuid
 
 import pytest
@@ -49,6 +53,12 @@ with Smtp(name, 465, context=context, timeout=20) as smtp:
 """
 
 
+def lab_power(verb: str, name: str) -> None:
+    """Power a lab host off, or on again (lab/lab.py stop/start: its disk stays)."""
+    r = subprocess.run(["python3", str(REPO / "lab/lab.py"), verb, name], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def deployed(deploy, *args, changes: int | None = None):
     result, changed, failed = deploy(*args)
     assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
@@ -70,6 +80,10 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
     try:
         for _ in range(2):  # the link's keys first, then each end gets the other's
             deployed(deploy, *HIDDEN)
+            # The internet's resolvers (the ACME CA's, on lab3) forget the old answers, as
+            # they would after a TTL: mta-sts.DOMAIN names the relay now.
+            for z in zone.zones(hidden):
+                outside.run("unbound-control flush_zone %s", z)
         relay_end = link.ends(hidden)[1]["link"]
         wait_until("home reaches the relay across the link",
                    lambda: on_server.run("timeout 3 bash -c %s", f"</dev/tcp/{relay_end}/25").rc == 0, 90)
@@ -91,11 +105,18 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         out = relay_host.run("delv -a /tmp/inhouse-anchor.conf @127.0.0.1 %s MX", site["domain"]).stdout
         assert "; fully validated" in out and relay_fqdn in out, out
 
-        # lab3 -> home, through the relay; read from lab3 through the relay's front door.
+        # lab3 -> home, through the relay, judged there; read from lab3 through the front door.
         front = Endpoint(relay_fqdn, relay.ipv4, tls_context)
         token = f"hidden-in-{uuid.uuid4().hex[:8]}"
-        send_from_outside(outside, user, token)
-        assert inbox(front, user, password, token, timeout=60), f"{token} did not reach {user} at home"
+        forged = "".join(f"Authentication-Results: {n}; dmarc=pass (forged) header.from=outside.test\n"
+                         for n in (relay_fqdn, site["fqdn"]))
+        send_from_outside(outside, user, token, headers=forged)
+        [message] = inbox(front, user, password, token, timeout=60) or [None]
+        assert message, f"{token} did not reach {user} at home"
+        results = [str(h) for h in message.get_all("Authentication-Results", [])]
+        assert not [r for r in results if "forged" in r or r.startswith(site["fqdn"])], results
+        verdicts = " ".join(r for r in results if r.startswith(f"{relay_fqdn};"))
+        assert all(k in verdicts for k in ("spf=pass", "dkim=", "dmarc=")), results
         roots = LAB / "hidden-home-roots.pem"
         roots.write_text(world.ca_roots)
         token = f"hidden-out-{uuid.uuid4().hex[:8]}"
@@ -105,18 +126,26 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         delivered = outside_maildir(outside, token, timeout=60).decode()
         assert home.ipv4 not in delivered, delivered  # the world never sees home's address
         assert f"d={site['domain']};" in delivered.split("\n\n")[0], delivered  # signed at home
+        # The relay serves the MTA-STS policy, which names it alone (home is no MX).
+        policy_host = f"mta-sts.{domain}"
+        assert relay.run("dig", "+short", f"@{relay.ipv4}", policy_host, "A").stdout.split() == [relay.ipv4]
+        policy = internet.run("curl", "-sS", "--cacert", str(roots), "--resolve", f"{policy_host}:443:{relay.ipv4}",
+                              f"https://{policy_host}/.well-known/mta-sts.txt")
+        assert policy.returncode == 0, policy.stderr
+        assert [m for m in policy.stdout.splitlines() if m.startswith("mx:")] == [f"mx: {relay_fqdn}"], policy.stdout
         logins = on_server.run("journalctl -u dovecot --since -5min -o cat | grep -c %s", f"rip={internet.ipv4}")
         assert logins.stdout.strip() not in ("", "0"), "home's dovecot did not see lab3's address"
 
-        # Home's link down: the relay queues; back up: the probe asks for the queue (ETRN).
-        on_server.check_output("systemctl stop %s", link.UNIT)
+        # Home powered off: the relay takes the mail and queues it; home back, its probe
+        # asks for the queue (ETRN) as soon as the link is up.
+        lab_power("stop", "lab1")
         token = f"hidden-queued-{uuid.uuid4().hex[:8]}"
         send_from_outside(outside, user, token)
         wait_until("the relay queues the mail for home",
                    lambda: f'"address":"{user}"' in relay_host.run("postqueue -j").stdout.replace(" ", ""), 60)
-        on_server.check_output("systemctl start %s", link.UNIT)
+        lab_power("start", "lab1")
         found = inbox(front, user, password, token, timeout=120)
-        assert found, f"{token} did not reach {user} after the link came back"
+        assert found, f"{token} did not reach {user} after home started again"
 
         # Settled: a further run changes nothing.
         deployed(deploy, *HIDDEN, changes=0)

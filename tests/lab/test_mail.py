@@ -52,6 +52,23 @@ def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, pas
             assert any(re.search(r"with ESMTPS", str(r), re.I) for r in m.get_all("Received"))  # over TLS
 
 
+@pytest.mark.lab("sends mail from outside.test")
+def test_results_a_message_brings_that_claim_the_mx_are_dropped(outside, mx, mail_data, passwords):
+    """RFC 8601 section 5: a verdict in the MX's name that came with the mail is a forgery
+    (here one that would pass DMARC); the only ones left are the MX's own."""
+    user, token, name = "alice@inhouse.test", f"forged-{uuid.uuid4().hex[:8]}", mail_data["fqdn"]
+    forged = (f"Authentication-Results: {name}; dmarc=pass (forged) header.from=outside.test\n"
+              f"Authentication-Results: (comment) {name.upper()}; dkim=pass (forged) header.d=outside.test\n"
+              "Authentication-Results: mail.outside.test; spf=pass (the sender's own) smtp.mailfrom=outside.test\n")
+    send_from_outside(outside, user, token, headers=forged)
+    [m] = inbox(mx, user, passwords[user], token)
+    results = [str(h) for h in m.get_all("Authentication-Results", [])]
+    assert not [r for r in results if "forged" in r], results
+    assert [r for r in results if "the sender's own" in r], results  # others' are kept, not trusted
+    ours = " ".join(r for r in results if r.lower().startswith(name))
+    assert "spf=pass" in ours and "dmarc=" in ours, ours
+
+
 def test_unknown_recipient_is_refused_at_rcpt(mx, mail_data):
     with mx.smtp(25) as s:
         for domain in mail.domains(mail_data):
