@@ -55,7 +55,8 @@ def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, pas
 @pytest.mark.lab("sends mail from outside.test")
 def test_results_a_message_brings_that_claim_the_mx_are_dropped(outside, mx, mail_data, passwords):
     """RFC 8601 section 5: a verdict in the MX's name that came with the mail is a forgery
-    (here one that would pass DMARC); the only ones left are the MX's own."""
+    (here one that would pass DMARC); the only ones in its name left are its own. Others'
+    verdicts may stay or go (postfix keeps them, exim drops them all: section 5 allows both)."""
     user, token, name = "alice@inhouse.test", f"forged-{uuid.uuid4().hex[:8]}", mail_data["fqdn"]
     forged = (f"Authentication-Results: {name}; dmarc=pass (forged) header.from=outside.test\n"
               f"Authentication-Results: (comment) {name.upper()}; dkim=pass (forged) header.d=outside.test\n"
@@ -64,7 +65,6 @@ def test_results_a_message_brings_that_claim_the_mx_are_dropped(outside, mx, mai
     [m] = inbox(mx, user, passwords[user], token)
     results = [str(h) for h in m.get_all("Authentication-Results", [])]
     assert not [r for r in results if "forged" in r], results
-    assert [r for r in results if "the sender's own" in r], results  # others' are kept, not trusted
     ours = " ".join(r for r in results if r.lower().startswith(name))
     assert "spf=pass" in ours and "dmarc=" in ours, ours
 
