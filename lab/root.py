@@ -6,7 +6,9 @@ DANE, that plays every other mail server.
 
     .venv/bin/python lab/root.py init      keys; writes .lab/root/resolver.json (root hints
                                            and trust anchor) and acme.json for the inventory
-    .venv/bin/python lab/root.py publish   registrar output -> signed zones -> served
+    .venv/bin/python lab/root.py publish [--data key=value ...]
+                                           registrar output -> signed zones -> served
+                                           (--data: as given to the deploy)
 
 Also serves broken.test: signed, then one record changed after signing, so a validating
 resolver must answer SERVFAIL for it.
@@ -126,10 +128,10 @@ def signed(origin: str, text: str, tamper: str | None = None) -> str:
     return out.replace(*tamper.split("|")) if tamper else out
 
 
-def publish() -> None:
+def publish(*data: str) -> None:
     _, host = root_server()
     registrar = subprocess.run(
-        [sys.executable, "-m", "tasks.registrar", str(LAB / "inventory.py"), "--json"],
+        [sys.executable, "-m", "tasks.registrar", str(LAB / "inventory.py"), "--json", *data],
         cwd=REPO, check=True, capture_output=True, text=True,
     )
     delegations = json.loads(registrar.stdout)
@@ -165,4 +167,4 @@ def publish() -> None:
 
 
 if __name__ == "__main__":
-    {"init": init, "publish": publish}[sys.argv[1]]()
+    {"init": init, "publish": publish}[sys.argv[1]](*sys.argv[2:])

@@ -296,6 +296,17 @@ def cli_overrides() -> dict:
                               p.get("ssh_port"), p.get("ssh_password"))
 
 
+def data_overrides(pairs: list[str]) -> dict:
+    """`--data key=value` given to one of inhouse's own commands (the registrar, the check),
+    read as pyinfra reads them, so that they see the site the deploy with the same flags made."""
+    from pyinfra_cli.cli import _set_override_data
+
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise ValueError(f"--data {bad[0]}: give key=value")
+    return _set_override_data(pairs, None, None, None, None, None)
+
+
 def group_data_problems() -> list[str]:
     """Misspelt keys in every group_data file, also of groups no host is in yet."""
     paths = [p for ps in group_data_files().values() for p in ps]

@@ -1,7 +1,9 @@
 """What to set at the registrar, for every mail domain: name servers, glue addresses and DS
 records ("Making a Mailserver (Part 1)": "get the glue records sorted out"; a wrong DS takes the domain down).
 
-    .venv/bin/python -m tasks.registrar inventory.py [--json]
+    .venv/bin/python -m tasks.registrar inventory.py [--json] [--data key=value ...]
+
+`--data` as given to the deploy (pyinfra's own flag): the records of the site it deploys.
 
 The DS records are computed from the keys the master signs with, asked over DNS from the
 master itself (so they match what it serves); the names and glue come from the inventory.
@@ -22,19 +24,27 @@ import dns.rdatatype
 from pyinfra.api.exceptions import PyinfraError
 
 from tasks import check, zone
-from tasks.data import inventory_hosts
+from tasks.data import data_overrides, inventory_hosts, problems
 
 
-def delegations(inventory: str) -> dict[str, dict]:
-    """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}."""
-    try:  # the inventory checks its data when it loads
-        hosts = inventory_hosts(runpy.run_path(inventory))
+def site(inventory: str, overrides: dict | None = None) -> dict[str, dict]:
+    """Every host of the inventory with its data, `--data` overrides applied and checked."""
+    try:  # the inventory checks its own data when it loads
+        hosts = inventory_hosts(runpy.run_path(inventory), overrides)
     except PyinfraError as e:
         sys.exit(f"registrar: {inventory}: {e}")
     except OSError as e:
         sys.exit(f"registrar: {inventory}: cannot be read ({e.strerror})")
     except Exception as e:
         sys.exit(f"registrar: {inventory}: cannot be loaded ({type(e).__name__}: {e})")
+    if errors := [p for name, data in hosts.items() for p in problems(name, data)]:
+        sys.exit("registrar: bad data:\n  " + "\n  ".join(errors))
+    return hosts
+
+
+def delegations(inventory: str, overrides: dict | None = None) -> dict[str, dict]:
+    """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}."""
+    hosts = site(inventory, overrides)
     data = next((d for d in hosts.values() if zone.role(d) == "master"), None)
     if data is None:
         sys.exit("registrar: no host in the mail group: nothing is authoritative")
@@ -76,9 +86,15 @@ def main():
     p = argparse.ArgumentParser(description="Print what to set at the registrar.")
     p.add_argument("inventory")
     p.add_argument("--json", action="store_true", help="machine-readable, for the lab's root")
+    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                   help="override data, as given to the deploy")
     a = p.parse_args()
-    result = delegations(a.inventory)
-    data = next(d for d in inventory_hosts(runpy.run_path(a.inventory)).values() if zone.role(d) == "master")
+    try:
+        overrides = data_overrides(a.data)
+    except ValueError as e:
+        sys.exit(f"registrar: {e}")
+    result = delegations(a.inventory, overrides)
+    data = next(d for d in site(a.inventory, overrides).values() if zone.role(d) == "master")
     if a.json:
         print(json.dumps(result, indent=2))
         return

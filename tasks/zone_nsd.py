@@ -81,6 +81,20 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         # Its primaries may have moved (a home hidden or no longer): ask them now, not at the
         # SOA's refresh, hours away; a NOTIFY they sent before the restart was refused.
         server.shell(name="Ask the primaries for the zones", _if=any_changed(conf),
-                     # nsd-control answers once the restarted NSD listens: a few tries
-                     commands=["for i in 1 2 3 4 5; do nsd-control transfer >/dev/null && exit 0; sleep 1; done; "
-                               "exit 1"])
+                     commands=[caught_up(data)])
+
+
+def caught_up(data: dict, tries: int = 20) -> str:
+    """A secondary asks its primary for every zone until it serves the primary's serial,
+    or gives up after `tries` seconds, saying so (the zones follow at the next NOTIFY).
+    A transfer asked for before a new link is up fails, and NSD would not try again
+    before the SOA's retry (an hour): the ACME CA would meanwhile find the old names."""
+    primary = zone.transfer_address(data, zone.servers(data, "mail")[0])
+    checks = " && ".join(
+        f'[ "$(dig +short +time=1 +tries=1 @{primary} {z} SOA | cut -d" " -f3)" = '
+        f'"$(nsd-control zonestatus {z} | sed -n \'s/.*served-serial: "\\([0-9]*\\).*/\\1/p\')" ]'
+        for z in zone.zones(data))
+    # nsd-control answers once the restarted NSD listens.
+    return (f"for i in $(seq {tries}); do nsd-control transfer >/dev/null 2>&1; sleep 1; "
+            f"if {checks}; then exit 0; fi; done; "
+            f"echo 'the primary {primary} did not give the current zones yet; they follow at its next NOTIFY' >&2")
