@@ -84,17 +84,19 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
                      commands=[caught_up(data)])
 
 
-def caught_up(data: dict, tries: int = 20) -> str:
-    """A secondary asks its primary for every zone until it serves the primary's serial,
-    or gives up after `tries` seconds, saying so (the zones follow at the next NOTIFY).
+def caught_up(data: dict, tries: int = 20, silent: int = 5) -> str:
+    """A secondary asks its primary for every zone until it serves the primary's serial;
+    it gives up, saying so, after `tries` seconds, or `silent` seconds without an answer
+    from the primary (a link not up yet: the zones follow at the primary's next NOTIFY).
     A transfer asked for before a new link is up fails, and NSD would not try again
     before the SOA's retry (an hour): the ACME CA would meanwhile find the old names."""
     primary = zone.transfer_address(data, zone.servers(data, "mail")[0])
-    checks = " && ".join(
-        f'[ "$(dig +short +time=1 +tries=1 @{primary} {z} SOA | cut -d" " -f3)" = '
-        f'"$(nsd-control zonestatus {z} | sed -n \'s/.*served-serial: "\\([0-9]*\\).*/\\1/p\')" ]'
-        for z in zone.zones(data))
+    zones = " ".join(zone.zones(data))
     # nsd-control answers once the restarted NSD listens.
-    return (f"for i in $(seq {tries}); do nsd-control transfer >/dev/null 2>&1; sleep 1; "
-            f"if {checks}; then exit 0; fi; done; "
+    return (f"quiet=0; for i in $(seq {tries}); do nsd-control transfer >/dev/null 2>&1; sleep 1; behind=0; "
+            f"for z in {zones}; do "
+            f'want=$(dig +short +time=1 +tries=1 @{primary} "$z" SOA | cut -d" " -f3); '
+            f'[ -n "$want" ] || {{ quiet=$((quiet + 1)); behind=1; break; }}; '
+            f"nsd-control zonestatus \"$z\" | grep -q \"served-serial: \\\"$want \" || behind=1; done; "
+            f'[ "$behind" = 0 ] && exit 0; [ "$quiet" -ge {silent} ] && break; done; '
             f"echo 'the primary {primary} did not give the current zones yet; they follow at its next NOTIFY' >&2")

@@ -27,7 +27,7 @@ from tasks import link, zone
 from tests.helpers import LAB, REPO, Endpoint, inbox, outside_maildir, send_from_outside, vantage, wait_until
 
 pytestmark = [pytest.mark.lab("hides the lab's mail host behind the relay, then brings it back"),
-              pytest.mark.zone_server, pytest.mark.any_release]
+              pytest.mark.zone_server, pytest.mark.any_release, pytest.mark.postfix]
 HIDDEN = ("--data", "link_enabled=True", "--data", "link_home_hidden=True")
 
 # A client run inside lab3's network namespace (the internet), with this machine's Python:
