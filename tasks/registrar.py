@@ -42,12 +42,17 @@ def site(inventory: str, overrides: dict | None = None) -> dict[str, dict]:
     return hosts
 
 
-def delegations(inventory: str, overrides: dict | None = None) -> dict[str, dict]:
-    """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}."""
-    hosts = site(inventory, overrides)
+def master(hosts: dict[str, dict]) -> dict:
+    """The data of the DNS master (the mail host)."""
     data = next((d for d in hosts.values() if zone.role(d) == "master"), None)
     if data is None:
         sys.exit("registrar: no host in the mail group: nothing is authoritative")
+    return data
+
+
+def delegations(data: dict) -> dict[str, dict]:
+    """{zone: {"ns": [names], "glue": {name: [addresses]}, "ds": [DS rdata]}}, from the
+    master's data."""
     primary = data["domain"]
     servers = zone.public_servers(data)
     names = [f"ns{i}.{primary}" for i in range(1, len(servers) + 1)]
@@ -93,8 +98,8 @@ def main():
         overrides = data_overrides(a.data)
     except ValueError as e:
         sys.exit(f"registrar: {e}")
-    result = delegations(a.inventory, overrides)
-    data = next(d for d in site(a.inventory, overrides).values() if zone.role(d) == "master")
+    data = master(site(a.inventory, overrides))
+    result = delegations(data)
     if a.json:
         print(json.dumps(result, indent=2))
         return

@@ -254,3 +254,11 @@ def wait_until(what: str, test, timeout: float = 45) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def play_registrar(*data: str) -> None:
+    """The lab root delegates the site's zones as the registrar command prints them for
+    this data (`--data key=value` as given to the deploy): lab/root.py publish."""
+    r = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "lab/root.py"), "publish", *data],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -24,7 +24,17 @@ import uuid
 import pytest
 
 from tasks import link, zone
-from tests.helpers import LAB, REPO, Endpoint, inbox, outside_maildir, send_from_outside, vantage, wait_until
+from tests.helpers import (
+    LAB,
+    REPO,
+    Endpoint,
+    inbox,
+    outside_maildir,
+    play_registrar,
+    send_from_outside,
+    vantage,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.lab("hides the lab's mail host behind the relay, then brings it back"),
               pytest.mark.zone_server, pytest.mark.any_release, pytest.mark.postfix]
@@ -56,13 +66,6 @@ with Smtp(name, 465, context=context, timeout=20) as smtp:
 def lab_power(verb: str, name: str) -> None:
     """Power a lab host off, or on again (lab/lab.py stop/start: its disk stays)."""
     r = subprocess.run(["python3", str(REPO / "lab/lab.py"), verb, name], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
-def registrar(*data: str) -> None:
-    """Play the registrar: the lab root delegates as the registrar command prints for this data."""
-    r = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "lab/root.py"), "publish", *data],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -100,7 +103,7 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         for run in range(3):
             deployed(deploy, *HIDDEN)
             if run == 0:
-                registrar(*HIDDEN)
+                play_registrar(*HIDDEN)
             forget(outside, hidden)
         relay_end = link.ends(hidden)[1]["link"]
         wait_until("home reaches the relay across the link",
@@ -168,7 +171,7 @@ def test_a_home_hidden_behind_the_relay_is_reached_only_through_it(deploy, site,
         # Settled: a further run changes nothing.
         deployed(deploy, *HIDDEN, changes=0)
     finally:
-        registrar()  # the lab's own data: the direct topology, no link
+        play_registrar()  # the lab's own data: the direct topology, no link
         forget(outside, hidden)
         result, _, failed = deploy()
         assert result.returncode == 0 and failed == 0, (result.stdout[-4000:], result.stderr[-2000:])
