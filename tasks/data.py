@@ -22,7 +22,7 @@ from pathlib import Path
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors.ssh import connector_data_meta
 
-from tasks import keys, link, mail, tls, zone
+from tasks import keys, link, mail, spam, tls, zone
 from tasks.registry import COMPONENTS, DEFAULTS, SHARED
 from tasks.validate import (
     BOOLEAN,
@@ -183,6 +183,8 @@ def problems(name: str, data: dict) -> list[str]:
         out += guarded("link", lambda: link.problems(data), set())
     if data.get("mail_enabled") is True and "fqdn" not in bad and mail.role(data) != "none":
         out += guarded("mail", lambda: mail.problems(data), bad & MAIL_INPUTS)
+    if not bad & {"spam_junk_score", "spam_reject_score"}:
+        out += spam.problems(data)
     return [f"{name}: {p}" for p in out]
 
 

@@ -8,11 +8,20 @@ Reads: the users and password hashes of tasks/mail.py, fqdn.
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail, proxy, tls, zone
+from tasks import mail, proxy, spam, tls, zone
 from tasks.util import ConfigFile, activate, install_files, render
 
 DEFAULTS: dict = {}
 PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
+SIEVE = "/etc/dovecot/sieve"  # the scripts of the spam filter (tasks/spam.py), and what they run
+SIEVE_FILES = {"to_junk": f"{SIEVE}/spam-to-junk.sieve", "report_spam": f"{SIEVE}/report-spam.sieve",
+               "report_ham": f"{SIEVE}/report-ham.sieve", "dir": SIEVE}
+
+
+def packages(data: dict) -> list[str]:
+    return PACKAGES + (["dovecot-sieve"] if spam.on(data) else [])
+
+
 def ports(data: dict) -> list[str]:
     return ["tcp/143", "tcp/993", *[f"tcp/{p}" for p in proxy.home_ports(data, "dovecot").values()]]
 
@@ -28,7 +37,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
            "mail_home": mail.MAIL_HOME, "vmail": mail.VMAIL, "cert": tls.CHAIN, "key": tls.KEY,
            "ciphers": tls.INTERMEDIATE_CIPHERS, "sockets": mail.mta(data).dovecot_sockets,
            "front_door": proxy.home_ports(data, "dovecot"),
-           "proxies": [zone.link_address(data, h["fqdn"]) for h in data["zone_hosts"].get("relay", [])]}
+           "proxies": [zone.link_address(data, h["fqdn"]) for h in data["zone_hosts"].get("relay", [])],
+           "spam": spam.on(data), "sieve": SIEVE_FILES}
     return [
         # Read again by dovecot whenever they change: no reload.
         ConfigFile(PASSWD, render("imap/passwd.j2", data, passwords={u: hashes[u] for u in data["mail_users"]}),
@@ -36,7 +46,20 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         ConfigFile(USERS, render("imap/users.j2", data, mailboxes=mail.mailboxes(data)), mode="640", group="dovecot"),
         ConfigFile("/etc/dovecot/dovecot.conf", render("imap/dovecot.conf.j2", data, **ctx),
                    check="doveconf -n -c {path}"),
-    ]
+    ] + (sieve(data) if spam.on(data) else [])
+
+
+def sieve(data: dict) -> list[ConfigFile]:
+    """The spam filter's Sieve scripts, compiled as they are checked (sievec writes the
+    binary beside each: the mail user could not, and would compile it for every message),
+    and the programs they pipe to."""
+    scripts = [ConfigFile(SIEVE_FILES[k], render(f"imap/{k.replace('_', '-')}.sieve.j2", data), dir_mode="755",
+                          check="sievec {path}", checker="sievec")
+               for k in ("to_junk", "report_spam", "report_ham")]
+    learn = [ConfigFile(f"{SIEVE}/rspamd-learn-{kind}", render("imap/rspamd-learn.j2", data, kind=kind,
+                                                              controller=spam.CONTROLLER), mode="755")
+             for kind in ("spam", "ham")]
+    return learn + scripts
 
 
 @deploy("IMAP")

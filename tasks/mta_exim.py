@@ -13,7 +13,7 @@ Reads: tasks/mail.py's data, fqdn, dkim_selector, the hosts of the mail and rela
 
 from pyinfra.api import deploy
 
-from tasks import dkim, mail, tls
+from tasks import dkim, mail, spam, tls
 from tasks.resolver import SPECIAL_TLDS
 from tasks.util import ConfigFile, activate, install_files, render
 
@@ -37,7 +37,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
            "relay": relays[0] if relays else "", "key": tls.KEY, "cert": tls.CHAIN, "priority": tls.GNUTLS_PRIORITY,
            "dkim_current": dkim.CURRENT, "dkim_dir": dkim.DIR, "dmarc_script": DMARC_SCRIPT,
            "backup_mx": mail.addresses(data, "relay") if role == "mail" else [],
-           "auth_socket": DOVECOT_SOCKETS["auth"], "lmtp_socket": DOVECOT_SOCKETS["lmtp"]}
+           "auth_socket": DOVECOT_SOCKETS["auth"], "lmtp_socket": DOVECOT_SOCKETS["lmtp"],
+           "spam": spam.SCANNER if spam.on(data) else ""}
     check = "exim4 -bV -C {path}"
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries), group=USER,
                           mode="640")

@@ -37,6 +37,7 @@ from tasks import (
     proxy,
     reports,
     resolver,
+    spam,
     ssh,
     tls,
     upgrades,
@@ -93,6 +94,7 @@ COMPONENTS = [
     # Every postfix MX judges the mail it takes in; exim judges DKIM and DMARC itself.
     Component(dkim, lambda d: mail_role(d) == "mail" or (mail_role(d) == "relay" and d["mta"] == "postfix")),
     Component(dmarc, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
+    Component(spam, spam.on),  # before the MTA, which asks it
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),
     Component(imap, lambda d: mail_role(d) == "mail"),

@@ -177,10 +177,11 @@ def fresh_and_steady(path: Path, name: str, hosts: list[str]) -> tuple[Render, R
 
 # The operations of a fresh Debian 13 VPS, alone: mail host and DNS master, bind and postfix.
 VPS_PACKAGES = ("bind9, bind9-dnsutils, bind9-utils, certbot, chrony, dns-root-data, dovecot-imapd, dovecot-lmtpd, "
+                "dovecot-sieve, "
                 "fail2ban, iptables, iptables-persistent, netfilter-persistent, nftables, nginx, opendkim, "
                 "opendkim-tools, "
                 "opendmarc, openssh-server, openssl, postfix, postfix-policyd-spf-python, python3, python3-defusedxml, "
-                "python3-systemd, sudo, "
+                "python3-systemd, redis-server, rspamd, sudo, "
                 "tzdata, unattended-upgrades, unbound")
 
 

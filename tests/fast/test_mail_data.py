@@ -140,7 +140,8 @@ def test_mta_of_mail_host_and_relay(data):
     (12, ["mail_location = maildir:~/Maildir", "args = /etc/dovecot/inhouse/passwd"], ["dovecot_config_version"]),
 ])
 def test_dovecot_config_fits_the_release(data, debian, has, lacks):
-    conf = imap.files(data(), SYSTEM13 | {"debian": debian})[-1].content
+    conf = next(c.content for c in imap.files(data(), SYSTEM13 | {"debian": debian})
+                if c.path == "/etc/dovecot/dovecot.conf")
     assert all(h in conf for h in has) and not any(x in conf for x in lacks)
 
 
@@ -151,7 +152,7 @@ def test_exim_signs_checks_and_hands_logins_to_dovecot(data):
     assert "          spf = fail" in conf and "hosts_try_dane = *" in conf and "dkim_strict = true" in conf
     assert "server_socket = /run/dovecot/auth-exim" in conf
     assert "{{" not in conf.replace("${if or{{", "").replace("${if and{{", "")  # no template left over
-    dovecot = imap.files(d, SYSTEM13)[-1].content
+    dovecot = next(c.content for c in imap.files(d, SYSTEM13) if c.path == "/etc/dovecot/dovecot.conf")
     assert "unix_listener /run/dovecot/auth-exim" in dovecot and "postfix" not in dovecot
     assert dkim.files(d, SYSTEM13) == [] and dkim.signer(d) == "Debian-exim"
 
@@ -166,3 +167,52 @@ def test_broken_password_lines_are_named_by_number_and_kept(data, tmp_path):
     with pytest.raises(ValueError, match="lines 3, 5"):  # a broken file is never rewritten
         store(tmp_path, "erin@example.org", "correct horse battery")
     assert path.read_text().startswith(good)
+
+
+def test_spam_filter_is_wired_into_postfix_but_not_for_the_relays_mail_or_submission(data):
+    d = data()
+    confs = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}
+    main, master = confs["/etc/postfix/main.cf"], confs["/etc/postfix/master.cf"]
+    assert "smtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893, " \
+           "{ inet:127.0.0.1:11332, default_action=accept }" in main
+    # The relay's mail was judged there: its addresses get the milters without the filter.
+    milters = confs[f"{mta_postfix.MAPS}/milters"]
+    assert "198.51.100.20/32 inet:127.0.0.1:8891, inet:127.0.0.1:8893" in milters
+    assert "2001:db8::20/128 " in milters and "11332" not in milters
+    assert master.count("-o smtpd_milters=inet:127.0.0.1:8891,inet:127.0.0.1:8893") == 2  # 587, 465
+    off = {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}
+    assert "11332" not in off["/etc/postfix/main.cf"] and f"{mta_postfix.MAPS}/milters" not in off
+
+
+def test_spam_filter_is_wired_into_exim_but_not_for_the_relays_mail(data):
+    conf = {c.path: c.content for c in by_name("mta_exim").module.files(data(mta="exim4"), SYSTEM13)}
+    exim = conf["/etc/exim4/exim4.conf"]
+    assert "spamd_address = 127.0.0.1 11333 variant=rspamd" in exim
+    assert "  warn    !hosts = +backup_mx\n          spam = nobody:true\n" in exim
+    assert "condition = ${if eq{$spam_action}{reject}}" in exim
+    assert "add_header = X-Spam: Yes" in exim
+
+
+@pytest.mark.parametrize("debian, has", [
+    (13, ["sieve_script spam-to-junk {", "imapsieve_from Junk {", "cause = copy", "imap_sieve = yes"]),
+    (12, ["sieve_before = /etc/dovecot/sieve/spam-to-junk.sieve", "imapsieve_mailbox2_from = Junk",
+          "mail_plugins = $mail_plugins imap_sieve"]),
+])
+def test_junk_filing_and_learning_fit_the_dovecot_release(data, debian, has):
+    files = {c.path: c for c in imap.files(data(), SYSTEM13 | {"debian": debian})}
+    conf = files["/etc/dovecot/dovecot.conf"].content
+    assert all(h in conf for h in has), conf
+    # The scripts are compiled as they are checked; the programs they pipe to learn.
+    assert all(files[p].check == "sievec {path}" for p in files if p.endswith(".sieve"))
+    assert "learn_spam" in files[f"{imap.SIEVE}/rspamd-learn-spam"].content
+    assert "dovecot-sieve" in imap.packages(data())
+    off = {c.path: c.content for c in imap.files(data(spam_enabled=False), SYSTEM13 | {"debian": debian})}
+    assert "sieve" not in off["/etc/dovecot/dovecot.conf"] and not [p for p in off if "sieve" in p]
+
+
+def test_spam_scores_must_leave_room_for_junk(data):
+    errors = problems("mx.example.org", data(spam_junk_score=20, spam_reject_score=15))
+    assert errors == ["mx.example.org: spam_junk_score: 20 is not below spam_reject_score (15): "
+                      "nothing would go to Junk"], errors
+    assert problems("mx.example.org", data(spam_reject_score="15")) == [
+        "mx.example.org: spam_reject_score: '15' is not a score from 1 to 1000"]

@@ -1,0 +1,95 @@
+"""Spam filtering: rspamd scores the mail every MX takes in from the internet. Clear spam
+(GTUBE, a score of `spam_reject_score` or more) is refused at SMTP time with a 5xx, so
+the sender learns of it and nothing is lost silently; suspect mail (`spam_junk_score` or
+more) is marked `X-Spam: Yes` and dovecot files it into the user's Junk folder (Sieve,
+tasks/imap.py). Moving a message into Junk, or out of it, teaches rspamd's Bayes
+classifier (IMAPSieve), globally: one small site has too little mail for a filter per
+user, and what one user calls spam is almost always spam for the others too.
+
+rspamd rather than SpamAssassin: one daemon in C with its rules compiled, a milter of its
+own for postfix and a protocol exim speaks natively, Bayes in redis, and what peers who
+run mail servers for others chose (Mail-in-a-Box's successors, mailcow, mox's advice).
+Greylisting is off (it delays every first mail by minutes; `spam_greylisting` turns it
+on); no antivirus. DKIM signing stays opendkim's (or exim's): rspamd signs nothing.
+The filter failing lets mail through unscored rather than refusing it (postfix's
+per-milter default action; exim's `spam = nobody:true`).
+Reads: spam_*, the other MX hosts (their mail was judged where it came in).
+"""
+
+from pyinfra.api import deploy
+
+from tasks import mail
+from tasks.util import ConfigFile, activate, install_files, render
+from tasks.validate import BOOLEAN, is_integer, rule, scalar
+
+DEFAULTS = {
+    # rspamd on every MX (the mail host, and the relay where mail comes in).
+    "spam_enabled": True,
+    # Refused at SMTP time from this score on (rspamd's own default).
+    "spam_reject_score": 15,
+    # Filed into Junk from this score on (rspamd's "add header" action).
+    "spam_junk_score": 6,
+    # Greylisting: a first mail from an unknown sender waits minutes. Off.
+    "spam_greylisting": False,
+    # Learnt messages of each kind before Bayes judges (rspamd's default: 200).
+    "spam_bayes_min_learns": 200,
+    # rspamd's test patterns besides GTUBE (refused): the same line with Y first is filed
+    # into Junk. For trying the filter out; off.
+    "spam_test_patterns": False,
+}
+CHECKS = {
+    "spam_enabled": scalar(BOOLEAN),
+    "spam_reject_score": scalar(rule(lambda v: is_integer(v, 1, 1000), "is not a score from 1 to 1000")),
+    "spam_junk_score": scalar(rule(lambda v: is_integer(v, 1, 1000), "is not a score from 1 to 1000")),
+    "spam_greylisting": scalar(BOOLEAN),
+    "spam_bayes_min_learns": scalar(rule(lambda v: is_integer(v, 1, 100000), "is not a number of messages")),
+    "spam_test_patterns": scalar(BOOLEAN),
+}
+# The proxy's milter for postfix (11332), the scanner exim asks (11333), the controller
+# that learns (11334): all on localhost, as Debian's rspamd binds them.
+MILTER, SCANNER, CONTROLLER = "127.0.0.1:11332", "127.0.0.1 11333", "localhost:11334"
+LOCAL = "/etc/rspamd/local.d"
+# What the sieve scripts pipe to, run as the mail user (tasks/imap.py).
+LEARN = {"spam": "/etc/dovecot/sieve/rspamd-learn-spam", "ham": "/etc/dovecot/sieve/rspamd-learn-ham"}
+UNITS = {"rspamd": "reload", "redis-server": ""}
+PACKAGES = ["rspamd", "redis-server"]
+
+
+def on(data: dict) -> bool:
+    """Whether this host filters: an MX with spam_enabled."""
+    return data.get("mail_enabled") is True and mail.role(data) != "none" and data.get("spam_enabled") is True
+
+
+def problems(data: dict) -> list[str]:
+    """What is wrong across the settings."""
+    junk, reject = data.get("spam_junk_score"), data.get("spam_reject_score")
+    if isinstance(junk, int) and isinstance(reject, int) and junk >= reject:
+        return [f"spam_junk_score: {junk} is not below spam_reject_score ({reject}): nothing would go to Junk"]
+    return []
+
+
+def files(data: dict, system: dict) -> list[ConfigFile]:
+    # Not judged: loopback, the networks that relay through this host and the other MX
+    # hosts (their mail was judged where it came in, or is the mail host's own).
+    other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
+    local = ["127.0.0.0/8", "::1", *data["mail_relay_networks"], *other]
+    check = "rspamadm configtest"
+    # Modules turned off first (each file is checked with the whole config, and the fuzzy
+    # check resolves its servers when the config loads): greylisting (unless asked for),
+    # signing (opendkim's), and the fuzzy check, which would send a digest of every
+    # message to rspamd.com.
+    off = ["fuzzy_check", "dkim_signing", "arc", *(["greylist"] if not data["spam_greylisting"] else [])]
+    confs = {
+        **{f"{m}.conf": render("spam/off.conf.j2", data, module=m) for m in off},
+        "actions.conf": render("spam/actions.conf.j2", data),
+        "options.inc": render("spam/options.inc.j2", data, local=local),
+        "redis.conf": render("spam/redis.conf.j2", data),
+        "classifier-bayes.conf": render("spam/classifier-bayes.conf.j2", data),
+        "milter_headers.conf": render("spam/milter_headers.conf.j2", data),
+    }
+    return [ConfigFile(f"{LOCAL}/{name}", text, check=check) for name, text in confs.items()]
+
+
+@deploy("Spam filter")
+def apply(data: dict, configs: list[ConfigFile], state: dict):
+    activate(UNITS, install_files(configs, state), state)
