@@ -23,8 +23,8 @@ from pyinfra import logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail, rollover, zone
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks import mail, milter, rollover, zone
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import SELECTOR, is_integer, moment, optional, rule, scalar
 
 DEFAULTS = {
@@ -193,7 +193,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         return []
     # The other MX hosts' mail: judged where it came in (home's for a relay: outbound).
     other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
-    ctx = {"dir": CONF_DIR, "signs": signs(data), "domains": mail.domains(data), "peers": other}
+    ctx = {"dir": CONF_DIR, "signs": signs(data), "domains": mail.domains(data), "peers": other,
+           "socket": milter.DKIM.socket}
     if signs(data):
         ctx |= {"selector": selector(data, system), "key": key_path(selector(data, system))}
     check = "opendkim -n -x /etc/opendkim.conf"
@@ -201,7 +202,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     return [
         ConfigFile(f"{CONF_DIR}/{name}", render(f"dkim/{name}.j2", data, **ctx), check=check, checker="opendkim")
         for name in (*tables, "peers")
-    ] + [ConfigFile("/etc/opendkim.conf", render("dkim/opendkim.conf.j2", data, **ctx), check=check)]
+    ] + [milter.DKIM.dropin(data),
+         ConfigFile("/etc/opendkim.conf", render("dkim/opendkim.conf.j2", data, **ctx), check=check)]
 
 
 def script(data: dict, todo: dict, now: float) -> str:
@@ -237,7 +239,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         server.shell(name=f"DKIM: {', '.join(what)}",
                      commands=[f"sh -c {shlex.quote(script(data, todo, time.time()))}"])
     changed = install_files(configs, state)
+    reload_unit_files(changed, milter.DROPINS)
     # New keys and tables (a roll) need only a reload: opendkim re-reads them on SIGUSR1
     # (opendkim(8)); a restart leaves postfix a moment with no milter to talk to.
-    action = "restart" if "/etc/opendkim.conf" in changed else "reload"
+    action = "restart" if {"/etc/opendkim.conf", milter.DKIM.dropin(data).path} & set(changed) else "reload"
     activate({unit: action for unit in units(data)}, changed, state)

@@ -12,8 +12,8 @@ Reads: fqdn, mail_relay_networks, the other MX hosts.
 
 from pyinfra.api import deploy
 
-from tasks import mail
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks import mail, milter
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 
 DEFAULTS: dict = {}
 PACKAGES = ["opendmarc"]
@@ -27,10 +27,14 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
     ignore = ["127.0.0.1", "::1", *data["mail_relay_networks"], *other]
     return [ConfigFile(IGNORE, render("dmarc/ignore.j2", data, addresses=ignore)),
-            ConfigFile("/etc/opendmarc.conf", render("dmarc/opendmarc.conf.j2", data, ignore=IGNORE),
+            milter.DMARC.dropin(data),
+            ConfigFile("/etc/opendmarc.conf", render("dmarc/opendmarc.conf.j2", data, ignore=IGNORE,
+                                                     socket=milter.DMARC.socket),
                        check="opendmarc -n -c {path}")]
 
 
 @deploy("DMARC")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
-    activate(UNITS, install_files(configs, state), state)
+    changed = install_files(configs, state)
+    reload_unit_files(changed, milter.DROPINS)
+    activate(UNITS, changed, state)

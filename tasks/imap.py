@@ -57,7 +57,8 @@ def sieve(data: dict) -> list[ConfigFile]:
                           check="sievec {path}", checker="sievec")
                for k in ("to_junk", "report_spam", "report_ham")]
     learn = [ConfigFile(f"{SIEVE}/rspamd-learn-{kind}", render("imap/rspamd-learn.j2", data, kind=kind,
-                                                              controller=spam.CONTROLLER), mode="755")
+                                                              controller=spam.CONTROLLER, **spam.FUZZY),
+                        mode="755")
              for kind in ("spam", "ham")]
     return learn + scripts
 

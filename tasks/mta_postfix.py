@@ -16,7 +16,7 @@ Reads: tasks/mail.py's data, fqdn, the hosts of the mail and relay groups.
 
 from pyinfra.api import deploy
 
-from tasks import mail, proxy, spam, tls, zone
+from tasks import mail, milter, proxy, spam, tls, zone
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
@@ -54,8 +54,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
            "front_door": proxy.home_ports(data, "postfix"), "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS,
            # DKIM (opendkim, tasks/dkim.py), DMARC (opendmarc, tasks/dmarc.py); the spam filter's
-           "milters": ["inet:127.0.0.1:8891", "inet:127.0.0.1:8893"],
-           "spam_milter": spam.MILTER if spam.on(data) else ""}
+           "milters": [milter.DKIM.address, milter.DMARC.address],
+           "spam_milter": milter.SPAM.address if spam.on(data) else ""}
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries))
                for name, entries in mail.maps(data).items()]
     if spam.on(data):  # the other MX hosts' mail: the milters without the spam filter

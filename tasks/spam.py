@@ -2,15 +2,18 @@
 (GTUBE, a score of `spam_reject_score` or more) is refused at SMTP time with a 5xx, so
 the sender learns of it and nothing is lost silently; suspect mail (`spam_junk_score` or
 more) is marked `X-Spam: Yes` and dovecot files it into the user's Junk folder (Sieve,
-tasks/imap.py). Moving a message into Junk, or out of it, teaches rspamd's Bayes
-classifier (IMAPSieve), globally: one small site has too little mail for a filter per
-user, and what one user calls spam is almost always spam for the others too.
+tasks/imap.py). Moving a message into Junk, or out of it, teaches the filter (IMAPSieve)
+twice: rspamd's Bayes classifier, which generalises but needs many messages, and the
+site's own fuzzy storage, which files the same message into Junk the next time it comes,
+at once. Both are global: one small site has too little mail for a filter per user, and
+what one user calls spam is almost always spam for the others too.
 
 rspamd rather than SpamAssassin: one daemon in C with its rules compiled, a milter of its
 own for postfix and a protocol exim speaks natively, Bayes in redis, and what peers who
 run mail servers for others chose (Mail-in-a-Box's successors, mailcow, mox's advice).
 Greylisting is off (it delays every first mail by minutes; `spam_greylisting` turns it
-on); no antivirus. DKIM signing stays opendkim's (or exim's): rspamd signs nothing.
+on); no antivirus; no digest of any message leaves the host (rspamd.com's public fuzzy
+storage is replaced by the site's own). DKIM signing stays opendkim's (or exim's): rspamd signs nothing.
 The filter failing lets mail through unscored rather than refusing it (postfix's
 per-milter default action; exim's `spam = nobody:true`).
 Reads: spam_*, the other MX hosts (their mail was judged where it came in).
@@ -18,8 +21,8 @@ Reads: spam_*, the other MX hosts (their mail was judged where it came in).
 
 from pyinfra.api import deploy
 
-from tasks import mail
-from tasks.util import ConfigFile, activate, install_files, render
+from tasks import mail, milter
+from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import BOOLEAN, is_integer, rule, scalar
 
 DEFAULTS = {
@@ -45,10 +48,14 @@ CHECKS = {
     "spam_bayes_min_learns": scalar(rule(lambda v: is_integer(v, 1, 100000), "is not a number of messages")),
     "spam_test_patterns": scalar(BOOLEAN),
 }
-# The proxy's milter for postfix (11332), the scanner exim asks (11333), the controller
-# that learns (11334): all on localhost, as Debian's rspamd binds them.
-MILTER, SCANNER, CONTROLLER = "127.0.0.1:11332", "127.0.0.1 11333", "localhost:11334"
-LOCAL = "/etc/rspamd/local.d"
+# The scanner exim asks (11333), the controller that learns (11334): on localhost, as
+# Debian's rspamd binds them. postfix asks the proxy's milter on a socket in its chroot
+# (tasks/milter.py).
+SCANNER, CONTROLLER = "127.0.0.1 11333", "localhost:11334"
+# The site's own fuzzy storage (11335, as rspamd's docs bind it): the digests of what users
+# moved into Junk, under one flag, learnt with a weight that saturates the rule's score.
+FUZZY = {"fuzzy": "127.0.0.1:11335", "symbol": "LOCAL_FUZZY_SPAM", "flag": 11, "weight": 10}
+LOCAL, OVERRIDE = "/etc/rspamd/local.d", "/etc/rspamd/override.d"
 # What the sieve scripts pipe to, run as the mail user (tasks/imap.py).
 LEARN = {"spam": "/etc/dovecot/sieve/rspamd-learn-spam", "ham": "/etc/dovecot/sieve/rspamd-learn-ham"}
 UNITS = {"rspamd": "reload", "redis-server": ""}
@@ -74,22 +81,33 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
     local = ["127.0.0.0/8", "::1", *data["mail_relay_networks"], *other]
     check = "rspamadm configtest"
-    # Modules turned off first (each file is checked with the whole config, and the fuzzy
-    # check resolves its servers when the config loads): greylisting (unless asked for),
-    # signing (opendkim's), and the fuzzy check, which would send a digest of every
-    # message to rspamd.com.
-    off = ["fuzzy_check", "dkim_signing", "arc", *(["greylist"] if not data["spam_greylisting"] else [])]
+    # The fuzzy check's public rule replaced first (each file is checked with the whole
+    # config, and that rule resolves rspamd.com's servers as the config loads), then the
+    # modules turned off: greylisting (unless asked for) and signing (opendkim's).
+    fuzzy = ConfigFile(f"{OVERRIDE}/fuzzy_check.conf", render("spam/fuzzy_check.conf.j2", data, **FUZZY),
+                       check=check)
+    off = ["dkim_signing", "arc", *(["greylist"] if not data["spam_greylisting"] else [])]
     confs = {
         **{f"{m}.conf": render("spam/off.conf.j2", data, module=m) for m in off},
+        "worker-fuzzy.inc": render("spam/worker-fuzzy.inc.j2", data, **FUZZY),
+        "fuzzy_group.conf": render("spam/fuzzy_group.conf.j2", data, **FUZZY),
+        "force_actions.conf": render("spam/force_actions.conf.j2", data, **FUZZY),
         "actions.conf": render("spam/actions.conf.j2", data),
         "options.inc": render("spam/options.inc.j2", data, local=local),
         "redis.conf": render("spam/redis.conf.j2", data),
         "classifier-bayes.conf": render("spam/classifier-bayes.conf.j2", data),
         "milter_headers.conf": render("spam/milter_headers.conf.j2", data),
     }
-    return [ConfigFile(f"{LOCAL}/{name}", text, check=check) for name, text in confs.items()]
+    if data["mta"] == "postfix":
+        confs["worker-proxy.inc"] = render("spam/worker-proxy.inc.j2", data, socket=milter.SPAM.socket)
+    return [fuzzy, *(ConfigFile(f"{LOCAL}/{name}", text, check=check) for name, text in confs.items()),
+            *([milter.SPAM.dropin(data)] if data["mta"] == "postfix" else [])]
 
 
 @deploy("Spam filter")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
-    activate(UNITS, install_files(configs, state), state)
+    changed = install_files(configs, state)
+    reload_unit_files(changed, milter.DROPINS)
+    # A new socket (or its folder) needs a restart; the rest a reload.
+    socket = {f"{LOCAL}/worker-proxy.inc", milter.SPAM.dropin(data).path}
+    activate({"rspamd": "restart" if socket & set(changed) else "reload", "redis-server": ""}, changed, state)

@@ -7,7 +7,7 @@ import stat
 import pytest
 from passlib.hash import sha512_crypt
 
-from tasks import dkim, imap, mail, mta_postfix
+from tasks import dkim, dmarc, imap, mail, milter, mta_postfix, spam
 from tasks.data import DEFAULTS, problems, read_group_data, with_roles
 from tasks.password import store
 from tasks.registry import by_name
@@ -125,7 +125,7 @@ def test_passwords_are_stored_as_hashes_only(tmp_path):
 def test_mta_of_mail_host_and_relay(data):
     main = {c.path: c.content for c in mta_postfix.files(data(), SYSTEM13)}["/etc/postfix/main.cf"]
     assert "virtual_mailbox_domains = example.org example.net" in main and "relay_domains" not in main
-    assert "smtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893" in main
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock" in main
     relay = {c.path: c.content for c in mta_postfix.files(data("vps.example.org"), SYSTEM13)}
     assert "relay_domains = example.org example.net" in relay["/etc/postfix/main.cf"]
     # The mail host may send through the relay; IPv6 in postfix's brackets.
@@ -173,15 +173,15 @@ def test_spam_filter_is_wired_into_postfix_but_not_for_the_relays_mail_or_submis
     d = data()
     confs = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}
     main, master = confs["/etc/postfix/main.cf"], confs["/etc/postfix/master.cf"]
-    assert "smtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893, " \
-           "{ inet:127.0.0.1:11332, default_action=accept }" in main
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock, " \
+           "{ unix:/rspamd/rspamd.sock, default_action=accept }" in main
     # The relay's mail was judged there: its addresses get the milters without the filter.
     milters = confs[f"{mta_postfix.MAPS}/milters"]
-    assert "198.51.100.20/32 inet:127.0.0.1:8891, inet:127.0.0.1:8893" in milters
-    assert "2001:db8::20/128 " in milters and "11332" not in milters
-    assert master.count("-o smtpd_milters=inet:127.0.0.1:8891,inet:127.0.0.1:8893") == 2  # 587, 465
+    assert "198.51.100.20/32 unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock" in milters
+    assert "2001:db8::20/128 " in milters and "rspamd" not in milters
+    assert master.count("-o smtpd_milters=unix:/opendkim/opendkim.sock,unix:/opendmarc/opendmarc.sock") == 2  # 587, 465
     off = {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}
-    assert "11332" not in off["/etc/postfix/main.cf"] and f"{mta_postfix.MAPS}/milters" not in off
+    assert "rspamd" not in off["/etc/postfix/main.cf"] and f"{mta_postfix.MAPS}/milters" not in off
 
 
 def test_spam_filter_is_wired_into_exim_but_not_for_the_relays_mail(data):
@@ -216,3 +216,19 @@ def test_spam_scores_must_leave_room_for_junk(data):
                       "nothing would go to Junk"], errors
     assert problems("mx.example.org", data(spam_reject_score="15")) == [
         "mx.example.org: spam_reject_score: '15' is not a score from 1 to 1000"]
+
+
+def test_each_milter_listens_where_postfix_in_its_chroot_asks(data):
+    """opendkim, opendmarc and rspamd's proxy make their sockets in postfix's chroot, in a
+    folder their service makes (setgid postfix); main.cf names each as smtpd sees it."""
+    d = data()
+    main = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}["/etc/postfix/main.cf"]
+    confs = {c.path: c.content for m in (dkim, dmarc, spam) for c in m.files(d, SYSTEM13)}
+    told = {milter.DKIM: confs["/etc/opendkim.conf"], milter.DMARC: confs["/etc/opendmarc.conf"],
+            milter.SPAM: confs[f"{spam.LOCAL}/worker-proxy.inc"]}
+    for m, conf in told.items():
+        assert m.socket in conf and m.socket == milter.SPOOL + m.address.removeprefix("unix:"), m
+        assert m.address in main, m
+        dropin = confs[m.dropin(d).path]
+        assert f"-o {m.user} -g postfix -m 2750 {milter.SPOOL}/{m.name}" in dropin and m.socket in dropin
+    assert "inet:" not in main.split("smtpd_milters")[1].split("\n")[0]

@@ -4,8 +4,8 @@
   the relay too (the relay refuses what the mail host refuses);
 - mail the filter finds suspect (rspamd's test pattern for that verdict) lands in Junk,
   and ham in the INBOX with SPF, DKIM and DMARC in its Authentication-Results;
-- moving a message into Junk teaches the filter: the same message, sent again, is then
-  judged spam and filed into Junk.
+- moving a message into Junk teaches the filter: the same text, sent again, is then filed
+  into Junk; a message moved into Junk and out again still reaches the INBOX.
 """
 
 import base64
@@ -126,32 +126,33 @@ def words(vocabulary: list[str], count: int = 120) -> str:
     return " ".join(random.choice(vocabulary) for _ in range(count))
 
 
-@pytest.mark.lab("teaches the lab's filter (spam_bayes_min_learns: 1 in the lab's data)")
+@pytest.mark.lab("teaches the lab's filter")
 def test_moving_a_message_to_junk_teaches_the_filter(outside, mx, mail_data, passwords):
     user, password = "bob@second.test", passwords["bob@second.test"]
-    # A message the user keeps (moved into Junk and out again: ham), and one they call
-    # spam (a subject in capitals: suspect, not enough for Junk).
+    # A message the user calls spam (not suspect enough for Junk by itself), and one they
+    # keep (moved into Junk by mistake and out again: ham).
     offer, minutes = words(OFFER), words(MINUTES)
-    mark, kept = uuid.uuid4().hex[:10].upper(), f"learn-ham-{uuid.uuid4().hex[:8]}"
+    mark, kept = f"offer-{uuid.uuid4().hex[:8]}", f"minutes-{uuid.uuid4().hex[:8]}"
     send_body(outside, user, kept, minutes)
-    send_body(outside, user, f"CHEAP WATCHES TODAY {mark}", offer)
-    assert arrived(mx, user, password, kept)[0] == "INBOX"
-    box, first = arrived(mx, user, password, mark)
-    assert box == "INBOX", f"{mark}: in {box or 'no folder'} before any learning"
+    send_body(outside, user, mark, offer)
+    for token in (kept, mark):
+        box, first = arrived(mx, user, password, token)
+        assert box == "INBOX", f"{token}: in {box or 'no folder'} before any learning"
     before = score(first)
     move(mx, user, password, kept, "INBOX", "Junk")
     move(mx, user, password, kept, "Junk", "INBOX")
     move(mx, user, password, mark, "INBOX", "Junk")
-    # The same message again: the filter now finds it spam by what it learnt (Bayes),
-    # and scores it higher. Learning takes a moment (the controller writes to redis).
-    deadline = time.time() + 60
+    # The same texts again, under other subjects: the offer is now filed into Junk, the
+    # minutes still into the INBOX. Learning takes a moment (the controller writes to redis).
+    deadline = time.time() + 30
     while True:
-        token = uuid.uuid4().hex[:10].upper()
-        send_body(outside, user, f"CHEAP WATCHES TODAY {token}", offer)
+        token = f"offer-{uuid.uuid4().hex[:8]}"
+        send_body(outside, user, token, offer)
         box, again = arrived(mx, user, password, token)
-        assert box, f"{token} did not arrive"
-        if score(again) > before or time.time() > deadline:
+        if box != "INBOX" or time.time() > deadline:
             break
+    assert box == "Junk", f"{token}: in {box or 'no folder'} after its text was moved into Junk"
     assert score(again) > before, (score(again), before)
-    head = again.split(b"\r\n\r\n", 1)[0]
-    assert b"X-Spamd-Result" not in head or b"BAYES_SPAM" in head, head  # postfix's milter names the rules
+    token = f"minutes-{uuid.uuid4().hex[:8]}"
+    send_body(outside, user, token, minutes)
+    assert arrived(mx, user, password, token)[0] == "INBOX", f"{token}: ham, moved out of Junk, is not in the INBOX"
