@@ -93,7 +93,8 @@ if zone_role(data) == "master":  # the keys the zones publish: TLSA of every MX 
 configs = {c: c.files(data, system, [o for o in components if o is not c]) for c in components}
 state = host.get_fact(
     HostState,
-    paths=[f.path for fs in configs.values() for f in fs] + [p for c in components for p in c.paths(data)],
+    paths=[f.path for fs in configs.values() for f in fs]
+    + [p for c in components for p in c.paths(data) + c.gone(data)],
     units=[u for c in components for u in c.units(data)],
     users=[data["admin_user"], mail.VMAIL, backup.STORE_USER],
 )

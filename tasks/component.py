@@ -11,6 +11,8 @@ which a host runs it. The module defines what it has, and nothing else:
     PORTS or ports(data)          ports opened to everyone ("tcp/25")
     sources(data)                 (network, port) opened to some networks only
     paths(data)                   paths the run reads besides the component's files
+    gone(data)                    paths the run reads that a host deployed since should not
+                                  have (what a component retires: once gone, nothing to do)
     heads(data)                   files whose first lines the run needs (keys, serials)
     KEEPS or keeps(data)          paths (shell patterns) of the keys it makes on the host,
                                   which must survive a rebuild (tasks/keys.py)
@@ -65,6 +67,9 @@ class Component:
 
     def paths(self, data: dict) -> list[str]:
         return list(self._get("paths", [], data))
+
+    def gone(self, data: dict) -> list[str]:
+        return list(self._get("gone", [], data))
 
     def heads(self, data: dict) -> list[str]:
         return list(self._get("heads", [], data))

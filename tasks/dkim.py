@@ -23,7 +23,7 @@ from pyinfra import logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import mail, milter, rollover, zone
+from tasks import mail, milter, rollover, spam, zone
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
 from tasks.validate import SELECTOR, is_integer, moment, optional, rule, scalar
 
@@ -55,6 +55,11 @@ UNITS = {"opendkim": "restart"}
 def signs(data: dict) -> bool:
     """Whether this host has keys and signs: the mail host; a relay only checks."""
     return mail.role(data) == "mail"
+
+
+def checks(data: dict) -> bool:
+    """Whether opendkim checks inbound signatures (rspamd does, where it judges)."""
+    return not spam.judges(data)
 
 
 def packages(data: dict) -> list[str]:
@@ -193,7 +198,8 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         return []
     # The other MX hosts' mail: judged where it came in (home's for a relay: outbound).
     other = mail.peer_addresses(data, "mail" if mail.role(data) == "relay" else "relay")
-    ctx = {"dir": CONF_DIR, "signs": signs(data), "domains": mail.domains(data), "peers": other,
+    ctx = {"dir": CONF_DIR, "signs": signs(data), "checks": checks(data), "domains": mail.domains(data),
+           "peers": other,
            "socket": milter.DKIM.socket}
     if signs(data):
         ctx |= {"selector": selector(data, system), "key": key_path(selector(data, system))}

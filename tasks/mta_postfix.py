@@ -16,7 +16,7 @@ Reads: tasks/mail.py's data, fqdn, the hosts of the mail and relay groups.
 
 from pyinfra.api import deploy
 
-from tasks import mail, milter, proxy, spam, tls, zone
+from tasks import dkim, mail, milter, proxy, spam, tls, zone
 from tasks.util import ConfigFile, activate, install_files, render
 
 PACKAGES = ["postfix", "postfix-policyd-spf-python"]
@@ -40,6 +40,14 @@ def postfix_network(net: str) -> str:
     return f"[{address}]{slash}{length}" if ":" in address else net
 
 
+def milters(data: dict) -> list[str]:
+    """The milters of mail from outside besides the spam filter (whose rspamd judges SPF,
+    DKIM and DMARC where it runs): opendkim where it signs or checks, opendmarc where
+    rspamd does not judge."""
+    return ([milter.DKIM.address] if mail.role(data) == "mail" or dkim.checks(data) else []) \
+        + ([milter.DMARC.address] if not spam.judges(data) else [])
+
+
 def files(data: dict, system: dict) -> list[ConfigFile]:
     role = mail.role(data)
     relays = [h["fqdn"] for h in data["zone_hosts"].get("relay", [])]
@@ -54,8 +62,7 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
            "front_door": proxy.home_ports(data, "postfix"), "key": tls.KEY, "cert": tls.CHAIN,
            "ciphers": tls.INTERMEDIATE_CIPHERS,
            # DKIM (opendkim, tasks/dkim.py), DMARC (opendmarc, tasks/dmarc.py); the spam filter's
-           "milters": [milter.DKIM.address, milter.DMARC.address],
-           "spam_milter": milter.SPAM.address if spam.on(data) else ""}
+           "milters": milters(data), "spam_milter": milter.SPAM.address if spam.on(data) else ""}
     configs = [ConfigFile(f"{MAPS}/{name}", render("mta/map.j2", data, entries=entries))
                for name, entries in mail.maps(data).items()]
     if spam.on(data):  # the other MX hosts' mail: the milters without the spam filter

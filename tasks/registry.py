@@ -92,8 +92,11 @@ COMPONENTS = [
     Component(resolver, lambda d: d["resolver_enabled"]),
     Component(tls, lambda d: mail_role(d) != "none"),
     # Every postfix MX judges the mail it takes in; exim judges DKIM and DMARC itself.
-    Component(dkim, lambda d: mail_role(d) == "mail" or (mail_role(d) == "relay" and d["mta"] == "postfix")),
-    Component(dmarc, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
+    # A postfix relay checks signatures with opendkim, and DMARC with opendmarc, unless
+    # rspamd judges (tasks/spam.py).
+    Component(dkim, lambda d: mail_role(d) == "mail" or (mail_role(d) == "relay" and dkim.checks(d)
+                                                          and d["mta"] == "postfix")),
+    Component(dmarc, lambda d: mail_role(d) != "none" and d["mta"] == "postfix" and not spam.judges(d)),
     Component(spam, spam.on),  # before the MTA, which asks it
     Component(mta_postfix, lambda d: mail_role(d) != "none" and d["mta"] == "postfix"),
     Component(mta_exim, lambda d: mail_role(d) != "none" and d["mta"] == "exim4"),

@@ -14,12 +14,17 @@ run mail servers for others chose (Mail-in-a-Box's successors, mailcow, mox's ad
 Greylisting is off (it delays every first mail by minutes; `spam_greylisting` turns it
 on); no antivirus; no digest of any message leaves the host (rspamd.com's public fuzzy
 storage is replaced by the site's own). DKIM signing stays opendkim's (or exim's): rspamd signs nothing.
-The filter failing lets mail through unscored rather than refusing it (postfix's
-per-milter default action; exim's `spam = nobody:true`).
+With postfix, rspamd is also the judge of SPF, DKIM and DMARC: its Authentication-Results
+replace those of opendkim and opendmarc, which are not run for mail from outside (one
+daemon, no second round of DNS queries; policyd-spf stays, to refuse an SPF failure at
+RCPT time). So with postfix a filter that is down defers mail, as any milter that judges
+does; exim checks SPF, DKIM and DMARC itself and lets mail through unscored
+(`spam = nobody:true`).
 Reads: spam_*, the other MX hosts (their mail was judged where it came in).
 """
 
 from pyinfra.api import deploy
+from pyinfra.operations import server
 
 from tasks import mail, milter
 from tasks.util import ConfigFile, activate, install_files, reload_unit_files, render
@@ -67,6 +72,26 @@ def on(data: dict) -> bool:
     return data.get("mail_enabled") is True and mail.role(data) != "none" and data.get("spam_enabled") is True
 
 
+def judges(data: dict) -> bool:
+    """Whether rspamd also writes the verdict on SPF, DKIM and DMARC (Authentication-Results):
+    with postfix, in place of opendkim's check and opendmarc (it checks them anyway, to
+    score). exim checks them itself, in its own process."""
+    return on(data) and data["mta"] == "postfix"
+
+
+def replaced(data: dict) -> list[milter.Milter]:
+    """The milters rspamd takes the place of here: opendmarc; and opendkim on a relay,
+    where it only checked (the mail host's signs)."""
+    if not judges(data):
+        return []
+    return [milter.DMARC, *([milter.DKIM] if mail.role(data) == "relay" else [])]
+
+
+def gone(data: dict) -> list[str]:
+    """The configs of the milters replaced: there, they still run (a host deployed before)."""
+    return [f"/etc/{m.unit}.conf" for m in replaced(data)]
+
+
 def problems(data: dict) -> list[str]:
     """What is wrong across the settings."""
     junk, reject = data.get("spam_junk_score"), data.get("spam_reject_score")
@@ -93,19 +118,26 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
         "fuzzy_group.conf": render("spam/fuzzy_group.conf.j2", data, **FUZZY),
         "force_actions.conf": render("spam/force_actions.conf.j2", data, **FUZZY),
         "actions.conf": render("spam/actions.conf.j2", data),
-        "options.inc": render("spam/options.inc.j2", data, local=local),
         "redis.conf": render("spam/redis.conf.j2", data),
         "classifier-bayes.conf": render("spam/classifier-bayes.conf.j2", data),
-        "milter_headers.conf": render("spam/milter_headers.conf.j2", data),
+        "milter_headers.conf": render("spam/milter_headers.conf.j2", data, judges=judges(data)),
     }
     if data["mta"] == "postfix":
         confs["worker-proxy.inc"] = render("spam/worker-proxy.inc.j2", data, socket=milter.SPAM.socket)
-    return [fuzzy, *(ConfigFile(f"{LOCAL}/{name}", text, check=check) for name, text in confs.items()),
+    # override.d: local.d would add these addresses to rspamd's default list (every private
+    # network), not replace it; the lab's internet and a hidden home's link are private.
+    options = ConfigFile(f"{OVERRIDE}/options.inc", render("spam/options.inc.j2", data, local=local), check=check)
+    return [fuzzy, options, *(ConfigFile(f"{LOCAL}/{name}", text, check=check) for name, text in confs.items()),
             *([milter.SPAM.dropin(data)] if data["mta"] == "postfix" else [])]
 
 
 @deploy("Spam filter")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
+    for m in replaced(data):  # stopped, their configs gone (packages kept): postfix no longer asks them
+        if state["paths"].get(f"/etc/{m.unit}.conf") not in (None, "no-parent"):
+            server.shell(name=f"Stop {m.unit}: rspamd judges instead", commands=[
+                f"systemctl disable --now {m.unit} 2>/dev/null; rm -f /etc/{m.unit}.conf {m.dropin(data).path}; "
+                "systemctl daemon-reload"])
     changed = install_files(configs, state)
     reload_unit_files(changed, milter.DROPINS)
     # A new socket (or its folder) needs a restart; the rest a reload.

@@ -180,7 +180,7 @@ VPS_PACKAGES = ("bind9, bind9-dnsutils, bind9-utils, certbot, chrony, dns-root-d
                 "dovecot-sieve, "
                 "fail2ban, iptables, iptables-persistent, netfilter-persistent, nftables, nginx, opendkim, "
                 "opendkim-tools, "
-                "opendmarc, openssh-server, openssl, postfix, postfix-policyd-spf-python, python3, python3-defusedxml, "
+                "openssh-server, openssl, postfix, postfix-policyd-spf-python, python3, python3-defusedxml, "
                 "python3-systemd, redis-server, rspamd, sudo, "
                 "tzdata, unattended-upgrades, unbound")
 
@@ -246,8 +246,8 @@ def test_a_changed_file_is_installed_and_its_service_reloaded(tmp_path, site):
 
 
 @pytest.mark.parametrize(("site_data", "expect_packages", "absent_packages", "expect_ops"), [
-    # inventory.py's example: bind and postfix.
-    ({}, ["bind9", "postfix", "opendkim", "opendmarc"], ["nsd", "exim4-daemon-heavy"],
+    # inventory.py's example: bind and postfix; rspamd judges SPF, DKIM and DMARC (opendkim signs).
+    ({}, ["bind9", "postfix", "opendkim", "rspamd"], ["nsd", "exim4-daemon-heavy", "opendmarc"],
      ["Zone (bind) | Check and install /var/lib/bind/db.example.org", "MTA (postfix) | Enable and start postfix"]),
     # exim4: DKIM and SPF of its own, DMARC by Mail::DMARC; no opendkim, no opendmarc.
     ({"mta": "exim4"}, ["exim4-daemon-heavy", "libmail-dmarc-perl", "openssl"], ["postfix", "opendkim", "opendmarc"],
@@ -274,8 +274,8 @@ def test_home_and_relay_for_each_mta_and_zone_server(tmp_path, site, site_data, 
             assert facts_sent(fresh, VPS) == ["System"]
         else:  # the relay: backup MX and DNS secondary, no mailboxes, keys or zone files of its own
             assert "dovecot-imapd" not in packages
-            # It judges what it takes in (postfix: opendkim checks, opendmarc) but signs nothing.
-            assert ({"opendkim", "opendmarc"} <= set(packages)) == (site_data.get("mta", "postfix") == "postfix")
+            # It judges what it takes in (rspamd; exim: itself) but signs nothing: no opendkim.
+            assert "rspamd" in packages and not {"opendkim", "opendmarc"} & set(packages), packages
             assert not [n for n in fresh.names if n.startswith(("IMAP", "DKIM | DKIM:")) or "/db." in n
                         or n.endswith(("keytable", "signingtable"))]
             # With a link, the mail host's public key: one command to it.
@@ -390,3 +390,17 @@ def test_a_link_no_longer_wanted_is_taken_down(tmp_path, site):
     home = render(path, MX, {MX: answers, VPS: answers})
     assert "Link | Take the link down" in home.names
     assert "wireguard" not in home.names[0]
+
+
+def test_milters_rspamd_replaces_are_stopped_once(tmp_path, site):
+    """A host deployed before rspamd judged: opendmarc (and a relay's opendkim) stop and
+    their configs go, once."""
+    path = inventory(tmp_path, example_inventory(**site))
+    for name, gone in ((MX, ["opendmarc"]), (VPS, ["opendmarc", "opendkim"])):
+        fresh, steady = fresh_and_steady(path, name, [MX, VPS])
+        before = steady_state(steady)
+        at = before.index("# units")  # still in the paths section
+        before[at:at] = [f"/etc/{u}.conf {'0' * 64} 644:root:root" for u in gone]
+        r = render(path, name, steady.answers | {name: steady.answers[name] | {"dpkg-query": before}})
+        stops = [n for n in r.names if n.startswith("Spam filter | Stop")]
+        assert stops == [f"Spam filter | Stop {u}: rspamd judges instead" for u in gone], r.names

@@ -125,8 +125,12 @@ def test_passwords_are_stored_as_hashes_only(tmp_path):
 def test_mta_of_mail_host_and_relay(data):
     main = {c.path: c.content for c in mta_postfix.files(data(), SYSTEM13)}["/etc/postfix/main.cf"]
     assert "virtual_mailbox_domains = example.org example.net" in main and "relay_domains" not in main
-    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock" in main
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/rspamd/rspamd.sock\n" in main
+    # Without the spam filter, opendkim checks and opendmarc judges.
+    off = {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}["/etc/postfix/main.cf"]
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock\n" in off
     relay = {c.path: c.content for c in mta_postfix.files(data("vps.example.org"), SYSTEM13)}
+    assert "smtpd_milters = unix:/rspamd/rspamd.sock\n" in relay["/etc/postfix/main.cf"]
     assert "relay_domains = example.org example.net" in relay["/etc/postfix/main.cf"]
     # The mail host may send through the relay; IPv6 in postfix's brackets.
     assert "mynetworks = 127.0.0.0/8 [::1]/128 203.0.113.10 [2001:db8::10]" in relay["/etc/postfix/main.cf"]
@@ -173,13 +177,16 @@ def test_spam_filter_is_wired_into_postfix_but_not_for_the_relays_mail_or_submis
     d = data()
     confs = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}
     main, master = confs["/etc/postfix/main.cf"], confs["/etc/postfix/master.cf"]
-    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock, " \
-           "{ unix:/rspamd/rspamd.sock, default_action=accept }" in main
-    # The relay's mail was judged there: its addresses get the milters without the filter.
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/rspamd/rspamd.sock\n" in main
+    # The relay's mail was judged there: its addresses get the milters without the filter
+    # (the mail host's opendkim, which leaves the relay's mail alone); the relay's none.
     milters = confs[f"{mta_postfix.MAPS}/milters"]
-    assert "198.51.100.20/32 unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock" in milters
+    assert "198.51.100.20/32 unix:/opendkim/opendkim.sock\n" in milters
     assert "2001:db8::20/128 " in milters and "rspamd" not in milters
-    assert master.count("-o smtpd_milters=unix:/opendkim/opendkim.sock,unix:/opendmarc/opendmarc.sock") == 2  # 587, 465
+    relay = {c.path: c.content for c in mta_postfix.files(data("vps.example.org"), SYSTEM13)}
+    assert "203.0.113.10/32 DISABLE\n" in relay[f"{mta_postfix.MAPS}/milters"]
+    # Submissions are signed, not judged.
+    assert master.count("-o smtpd_milters=unix:/opendkim/opendkim.sock\n") == 2  # 587, 465
     off = {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}
     assert "rspamd" not in off["/etc/postfix/main.cf"] and f"{mta_postfix.MAPS}/milters" not in off
 
@@ -224,6 +231,8 @@ def test_each_milter_listens_where_postfix_in_its_chroot_asks(data):
     d = data()
     main = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}["/etc/postfix/main.cf"]
     confs = {c.path: c.content for m in (dkim, dmarc, spam) for c in m.files(d, SYSTEM13)}
+    confs |= {c.path: c.content for c in dmarc.files(data(spam_enabled=False), SYSTEM13)}
+    main += {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}["/etc/postfix/main.cf"]
     told = {milter.DKIM: confs["/etc/opendkim.conf"], milter.DMARC: confs["/etc/opendmarc.conf"],
             milter.SPAM: confs[f"{spam.LOCAL}/worker-proxy.inc"]}
     for m, conf in told.items():
@@ -232,3 +241,17 @@ def test_each_milter_listens_where_postfix_in_its_chroot_asks(data):
         dropin = confs[m.dropin(d).path]
         assert f"-o {m.user} -g postfix -m 2750 {milter.SPOOL}/{m.name}" in dropin and m.socket in dropin
     assert "inet:" not in main.split("smtpd_milters")[1].split("\n")[0]
+
+
+def test_rspamd_judges_spf_dkim_and_dmarc_with_postfix_opendkim_only_signs(data):
+    """With the spam filter on, rspamd writes Authentication-Results and opendkim only
+    signs; without it, opendkim checks too; exim judges by itself."""
+    def conf(**d):
+        return {c.path: c.content for m in (dkim, spam) for c in m.files(data(**d), SYSTEM13)}
+    on, off = conf(), conf(spam_enabled=False)
+    assert "\nMode                    s\n" in on["/etc/opendkim.conf"] and "AlwaysAddARHeader" not in on[
+        "/etc/opendkim.conf"]
+    assert '"authentication-results"' in on[f"{spam.LOCAL}/milter_headers.conf"]
+    assert "\nMode                    sv\n" in off["/etc/opendkim.conf"] and "AlwaysAddARHeader       yes" in off[
+        "/etc/opendkim.conf"]
+    assert '"authentication-results"' not in conf(mta="exim4")[f"{spam.LOCAL}/milter_headers.conf"]

@@ -46,9 +46,10 @@ def test_mail_from_outside_reaches_users_and_aliases(outside, mx, mail_data, pas
             user in users for users in expect.values()))}
         assert set(got) == {a for a, users in expect.items() if user in users}, user
         for m in got.values():
-            results = " ".join(str(h) for h in m.get_all("Authentication-Results", []))
-            assert re.search(rf"{mail_data['fqdn']};\s*spf=pass", results), results
-            assert "dmarc=" in results and "dkim=" in results, results
+            # The MX's own verdict (opendkim's and opendmarc's headers, or rspamd's one).
+            ours = " ".join(str(h) for h in m.get_all("Authentication-Results", [])
+                            if str(h).lower().startswith(mail_data["fqdn"]))
+            assert re.search(r";\s*spf=pass", ours) and "dmarc=" in ours and "dkim=" in ours, ours
             assert any(re.search(r"with ESMTPS", str(r), re.I) for r in m.get_all("Received"))  # over TLS
 
 
