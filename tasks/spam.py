@@ -17,9 +17,9 @@ storage is replaced by the site's own). DKIM signing stays opendkim's (or exim's
 With postfix, rspamd is also the judge of SPF, DKIM and DMARC: its Authentication-Results
 replace those of opendkim and opendmarc, which are not run for mail from outside (one
 daemon, no second round of DNS queries; policyd-spf stays, to refuse an SPF failure at
-RCPT time). So with postfix a filter that is down defers mail, as any milter that judges
-does; exim checks SPF, DKIM and DMARC itself and lets mail through unscored
-(`spam = nobody:true`).
+RCPT time). A filter that is down, or still starting, lets mail through unscored and
+without its verdict rather than hold all mail (postfix's per-milter default action; exim's
+`spam = nobody:true`, and exim checks SPF, DKIM and DMARC itself).
 Reads: spam_*, the other MX hosts (their mail was judged where it came in).
 """
 

@@ -125,12 +125,12 @@ def test_passwords_are_stored_as_hashes_only(tmp_path):
 def test_mta_of_mail_host_and_relay(data):
     main = {c.path: c.content for c in mta_postfix.files(data(), SYSTEM13)}["/etc/postfix/main.cf"]
     assert "virtual_mailbox_domains = example.org example.net" in main and "relay_domains" not in main
-    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/rspamd/rspamd.sock\n" in main
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, { unix:/rspamd/rspamd.sock, default_action=accept }\n" in main
     # Without the spam filter, opendkim checks and opendmarc judges.
     off = {c.path: c.content for c in mta_postfix.files(data(spam_enabled=False), SYSTEM13)}["/etc/postfix/main.cf"]
     assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/opendmarc/opendmarc.sock\n" in off
     relay = {c.path: c.content for c in mta_postfix.files(data("vps.example.org"), SYSTEM13)}
-    assert "smtpd_milters = unix:/rspamd/rspamd.sock\n" in relay["/etc/postfix/main.cf"]
+    assert "smtpd_milters = { unix:/rspamd/rspamd.sock, default_action=accept }\n" in relay["/etc/postfix/main.cf"]
     assert "relay_domains = example.org example.net" in relay["/etc/postfix/main.cf"]
     # The mail host may send through the relay; IPv6 in postfix's brackets.
     assert "mynetworks = 127.0.0.0/8 [::1]/128 203.0.113.10 [2001:db8::10]" in relay["/etc/postfix/main.cf"]
@@ -177,7 +177,7 @@ def test_spam_filter_is_wired_into_postfix_but_not_for_the_relays_mail_or_submis
     d = data()
     confs = {c.path: c.content for c in mta_postfix.files(d, SYSTEM13)}
     main, master = confs["/etc/postfix/main.cf"], confs["/etc/postfix/master.cf"]
-    assert "smtpd_milters = unix:/opendkim/opendkim.sock, unix:/rspamd/rspamd.sock\n" in main
+    assert "smtpd_milters = unix:/opendkim/opendkim.sock, { unix:/rspamd/rspamd.sock, default_action=accept }\n" in main
     # The relay's mail was judged there: its addresses get the milters without the filter
     # (the mail host's opendkim, which leaves the relay's mail alone); the relay's none.
     milters = confs[f"{mta_postfix.MAPS}/milters"]
