@@ -347,7 +347,9 @@ def write_outputs(key_file, release, zone_server, mta):
         "key": str(key_file),
         "hosts": {n: {"ipv4": address(n), "ipv6": address(n, True), "netns": PREFIX + n} for n in names},
     }, indent=2))
-    (OUT / "inventory.py").write_text((REPO / "lab" / "inventory.py.in").read_text())
+    # The lab's own example site, or the operator's that lab/rehearse put there (site.json).
+    template = "site_inventory.py.in" if (OUT / "site.json").exists() else "inventory.py.in"
+    (OUT / "inventory.py").write_text((REPO / "lab" / template).read_text())
 
 
 def up(count, release, zone_server, mta="postfix"):
@@ -362,7 +364,8 @@ def up(count, release, zone_server, mta="postfix"):
     # hosts it knew (its key escrow would turn the first deploy into a rebuild).
     for made in ("secrets", "root"):
         shutil.rmtree(OUT / made, ignore_errors=True)
-    (OUT / "mail-users.json").unlink(missing_ok=True)
+    for made in ("mail-users.json", "site.json"):
+        (OUT / made).unlink(missing_ok=True)
     key_file = OUT / "id_ed25519"
     if not key_file.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "inhouse-lab", "-f", key_file)
