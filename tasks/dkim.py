@@ -248,5 +248,5 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     reload_unit_files(changed, milter.DROPINS)
     # New keys and tables (a roll) need only a reload: opendkim re-reads them on SIGUSR1
     # (opendkim(8)); a restart leaves postfix a moment with no milter to talk to.
-    action = "restart" if {"/etc/opendkim.conf", milter.DKIM.dropin(data).path} & set(changed) else "reload"
+    action = "restart" if {milter.DKIM.config, milter.DKIM.dropin_path} & set(changed) else "reload"
     activate({unit: action for unit in units(data)}, changed, state)

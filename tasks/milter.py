@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from tasks.util import ConfigFile, render
 
 SPOOL = "/var/spool/postfix"  # postfix's chroot (queue_directory)
+DROPINS = "/etc/systemd/system/"  # the drop-ins' prefix, for reload_unit_files
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,21 @@ class Milter:
         """The socket as postfix's chrooted daemons name it (smtpd_milters)."""
         return f"unix:/{self.name}/{self.name}.sock"
 
+    @property
+    def config(self) -> str:
+        """The milter's own config file (Debian's path)."""
+        return f"/etc/{self.unit}.conf"
+
+    @property
+    def dropin_path(self) -> str:
+        return f"{DROPINS}{self.unit}.service.d/inhouse-milter.conf"
+
     def dropin(self, data: dict) -> ConfigFile:
         """The drop-in that makes the folder, and removes a socket left by a crash or a
         power cut (the spool survives a reboot; the milter would not bind again)."""
-        return ConfigFile(f"/etc/systemd/system/{self.unit}.service.d/inhouse-milter.conf",
-                          render("milter/dropin.conf.j2", data, milter=self, spool=SPOOL))
+        return ConfigFile(self.dropin_path, render("milter/dropin.conf.j2", data, milter=self, spool=SPOOL))
 
 
 DKIM = Milter("opendkim", "opendkim", "opendkim")
 DMARC = Milter("opendmarc", "opendmarc", "opendmarc")
 SPAM = Milter("rspamd", "rspamd", "_rspamd")
-DROPINS = "/etc/systemd/system/"

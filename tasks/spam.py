@@ -61,8 +61,6 @@ SCANNER, CONTROLLER = "127.0.0.1 11333", "localhost:11334"
 # moved into Junk, under one flag, learnt with a weight that saturates the rule's score.
 FUZZY = {"fuzzy": "127.0.0.1:11335", "symbol": "LOCAL_FUZZY_SPAM", "flag": 11, "weight": 10}
 LOCAL, OVERRIDE = "/etc/rspamd/local.d", "/etc/rspamd/override.d"
-# What the sieve scripts pipe to, run as the mail user (tasks/imap.py).
-LEARN = {"spam": "/etc/dovecot/sieve/rspamd-learn-spam", "ham": "/etc/dovecot/sieve/rspamd-learn-ham"}
 UNITS = {"rspamd": "reload", "redis-server": ""}
 PACKAGES = ["rspamd", "redis-server"]
 
@@ -89,7 +87,7 @@ def replaced(data: dict) -> list[milter.Milter]:
 
 def gone(data: dict) -> list[str]:
     """The configs of the milters replaced: there, they still run (a host deployed before)."""
-    return [f"/etc/{m.unit}.conf" for m in replaced(data)]
+    return [m.config for m in replaced(data)]
 
 
 def problems(data: dict) -> list[str]:
@@ -134,12 +132,12 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
 @deploy("Spam filter")
 def apply(data: dict, configs: list[ConfigFile], state: dict):
     for m in replaced(data):  # stopped, their configs gone (packages kept): postfix no longer asks them
-        if state["paths"].get(f"/etc/{m.unit}.conf") not in (None, "no-parent"):
+        if state["paths"].get(m.config) not in (None, "no-parent"):
             server.shell(name=f"Stop {m.unit}: rspamd judges instead", commands=[
-                f"systemctl disable --now {m.unit} 2>/dev/null; rm -f /etc/{m.unit}.conf {m.dropin(data).path}; "
+                f"systemctl disable --now {m.unit} 2>/dev/null; rm -f {m.config} {m.dropin_path}; "
                 "systemctl daemon-reload"])
     changed = install_files(configs, state)
     reload_unit_files(changed, milter.DROPINS)
     # A new socket (or its folder) needs a restart; the rest a reload.
-    socket = {f"{LOCAL}/worker-proxy.inc", milter.SPAM.dropin(data).path}
+    socket = {f"{LOCAL}/worker-proxy.inc", milter.SPAM.dropin_path}
     activate({"rspamd": "restart" if socket & set(changed) else "reload", "redis-server": ""}, changed, state)
