@@ -43,6 +43,9 @@ def test_their_site_on_lab_hosts_with_lab_secrets(tmp_path):
     assert (mx["admin_user"], mx["ssh_user"], mx["ssh_key"]) == ("keeper", "keeper", str(tmp_path / "id_ed25519"))
     made = json.loads((tmp_path / "mail-users.json").read_text())
     assert set(made) == set(read_passwords(mx)[0]) == {"anna@harbour.test", "ben@lighthouse.test"}
+    # The lab compresses time: TTLs of seconds, so that rehearsed key rolls take seconds
+    # (the DS TTL is the lab root's, lab/root.py).
+    assert (mx["zone_ttl"], mx["zone_parent_ds_ttl"], relay["zone_ttl"]) == (20, 20, 20)
     # Nothing of this checkout's own site (group_data/all.py: example.org) leaks in.
     assert not any("example.org" in json.dumps(d, default=str) for d in hosts.values())
 
