@@ -149,6 +149,9 @@ def files(data: dict, system: dict) -> list[ConfigFile]:
     key_group = mta.key_group
     ctx = {"dir": DIR, "units": units, "ca_bundle": bundle, "acme": acme(data), "key_group": key_group,
            "names": names(data),
+           # Where the CA will look the names up (tasks/zone.py): the names in our zones.
+           "ask_servers": [h["ipv4"] or h["ipv6"] for h in zone.public_servers(data)],
+           "ask_names": [n for n in names(data) if any(n == z or n.endswith(f".{z}") for z in zone.zones(data))],
            "san": ",".join(f"DNS:{n}" for n in names(data)),
            "email": data["tls_acme_email"] or f"hostmaster@{data['domain']}"}
     configs = [ConfigFile(bundle, data["tls_acme_ca_bundle"].strip() + "\n", dir_mode="700")] if bundle else []
