@@ -98,6 +98,8 @@ class Site:
         self.roots = roots
         self.servers = [a for ns in zone.public_servers(self.data) for a in (ns["ipv4"], ns["ipv6"]) if a]
         self.mx_hosts = zone.public_servers(self.data)
+        # Where users read their mail: the mail host, or a hidden home's front door (the relay).
+        self.door = zone.servers(self.data, "relay")[0] if zone.hidden(self.data) else self.data
 
     def ssh(self, command: str, host: dict | None = None) -> str:
         r = check.over_ssh(self.data, host or self.data, command)
@@ -125,14 +127,14 @@ class Site:
         return all(len({tuple(records(a, z, "SOA")) for a in self.servers}) == 1 for z in zone.zones(self.data))
 
     def imap(self) -> imaplib.IMAP4_SSL:
-        address, context = self.data["ipv4"], ssl.create_default_context(cafile=str(self.roots))
+        address, context = self.door["ipv4"], ssl.create_default_context(cafile=str(self.roots))
 
         class Connection(imaplib.IMAP4_SSL):
             def _create_socket(self, timeout):
                 return self.ssl_context.wrap_socket(socket.create_connection((address, self.port), timeout),
                                                     server_hostname=self.host)
 
-        return Connection(self.data["fqdn"], 993, ssl_context=context, timeout=20)
+        return Connection(self.door["fqdn"], 993, ssl_context=context, timeout=20)
 
     def mailbox(self, user: str, password: str) -> tuple[int, dict[int, bytes]]:
         """UIDVALIDITY of the INBOX, and each message's headers by UID."""

@@ -67,6 +67,7 @@ DIR = "/etc/inhouse/backup"
 SCRIPT = "/usr/local/sbin/inhouse-backup"
 UNIT = "/etc/systemd/system/inhouse-backup"
 STATUS = "/var/lib/inhouse/backup/status"  # "ok|failed DATE ..." of the last run
+FIRST = "/var/lib/inhouse/backup/first"  # when the deploy started the host's first backup
 MADE = "/var/lib/inhouse/backup/made"  # in each archive: when it was made (seconds since 1970)
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"  # the relay's, for known_hosts
 STORE_USER = "inhouse-backup"  # the account on the relay (tasks/backup_store.py)
@@ -133,7 +134,7 @@ def remembered_host_key(data: dict, fqdn: str) -> str:
 
 
 def heads(data: dict) -> list[str]:
-    return [STATUS]
+    return [STATUS, FIRST]
 
 
 def archived_paths(keeps: list[str]) -> list[str]:
@@ -210,5 +211,8 @@ def first(state: dict) -> None:
     """At the end of the run, once every host has done its part (the relay has the account
     the backups go to, the MTA runs to report a failure): on a host that never made a
     backup, the first one now rather than tonight."""
-    if not state["heads"].get(STATUS, "").strip():
-        server.shell(name="Start the first backup", commands=["systemctl start --no-block inhouse-backup.service"])
+    # Once: a run right after this one may find the first backup still running, no status yet.
+    if not state["heads"].get(STATUS, "").strip() and not state["heads"].get(FIRST, "").strip():
+        server.shell(name="Start the first backup", commands=[
+            f"install -d -m 700 {FIRST.rsplit('/', 1)[0]} && date +%s > {FIRST} "
+            "&& systemctl start --no-block inhouse-backup.service"])

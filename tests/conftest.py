@@ -30,9 +30,19 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from tasks import mail, registry
+from tasks import mail, registry, zone
 from tasks.data import inventory_hosts
-from tests.helpers import LAB, REPO, Endpoint, Inventory, Vantage, World, vantage, write_ssh_config
+from tests.helpers import (
+    FRONT_DOOR_PORTS,
+    LAB,
+    REPO,
+    Endpoint,
+    Inventory,
+    Vantage,
+    World,
+    vantage,
+    write_ssh_config,
+)
 
 
 def pytest_addoption(parser):
@@ -213,4 +223,9 @@ def tls_context(world) -> ssl.SSLContext:
 
 @pytest.fixture(scope="session")
 def mx(mail_data, server, tls_context) -> Endpoint:
+    """Where users and the internet meet the mail host: itself, or, for a home hidden
+    behind the relay (link_home_hidden), the relay's front door (tasks/proxy.py)."""
+    if zone.hidden(mail_data):
+        door = zone.servers(mail_data, "relay")[0]
+        return Endpoint(door["fqdn"], door["ipv4"], tls_context, FRONT_DOOR_PORTS)
     return Endpoint(mail_data["fqdn"], server.ipv4, tls_context)

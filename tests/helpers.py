@@ -145,12 +145,20 @@ class World:
     stranger_literal: str  # an address literal that is not ours
 
 
+# The mail ports users meet, with the STARTTLS protocol of each (None: TLS at once).
+MAIL_PORTS = {25: "smtp", 143: "imap", 465: None, 587: "smtp", 993: None}
+# A hidden home's front door, the relay (tasks/proxy.py): the MX, submissions and IMAPS.
+FRONT_DOOR_PORTS = {25: "smtp", 465: None, 993: None}
+
+
 class Endpoint:
     """Connections to a name at an address of our choosing (lab names are not in this
-    machine's DNS); certificates are checked against the name."""
+    machine's DNS); certificates are checked against the name. `ports`: the mail ports it
+    serves."""
 
-    def __init__(self, name: str, address: str, context: ssl.SSLContext):
+    def __init__(self, name: str, address: str, context: ssl.SSLContext, ports: dict | None = None):
         self.name, self.address, self.context = name, address, context
+        self.ports = MAIL_PORTS if ports is None else ports
 
     def smtp(self, port: int, tls: bool = True) -> smtplib.SMTP:
         """A session on `port`: TLS at once on 465, STARTTLS first on the others (tls)."""

@@ -14,15 +14,15 @@ REPO = Path(__file__).resolve().parents[2]
 HARBOUR = REPO / "lab/sites/harbour"
 
 
-def lab_outputs(out: Path, hosts: int) -> Path:
+def lab_outputs(out: Path, hosts: int, site: Path = HARBOUR) -> Path:
     """What lab.py up and lab/site.py write, for `hosts` lab hosts."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(out / "id_ed25519")], check=True)
     (out / "hosts.json").write_text(json.dumps({
         "operator": ["10.77.0.1", "fd77:1ab::1"], "key": str(out / "id_ed25519"),
         "hosts": {f"lab{i}": {"ipv4": f"10.77.0.{10 + i}", "ipv6": f"fd77:1ab::{10 + i:x}"}
                   for i in range(1, hosts + 1)}}))
-    (out / "site.json").write_text(json.dumps({"inventory": str(HARBOUR / "inventory.py"),
-                                               "group_data": str(HARBOUR / "group_data")}))
+    (out / "site.json").write_text(json.dumps({"inventory": str(site / "inventory.py"),
+                                               "group_data": str(site / "group_data")}))
     shutil.copyfile(REPO / "lab/site_inventory.py.in", out / "inventory.py")
     return out / "inventory.py"
 
@@ -57,3 +57,12 @@ def test_a_site_needs_a_lab_host_more_than_it_has(tmp_path):
     count = subprocess.run([str(REPO / ".venv/bin/python"), "lab/site.py", "count", str(HARBOUR / "inventory.py")],
                            cwd=REPO, capture_output=True, text=True, check=True)
     assert count.stdout.strip() == "3"
+
+
+def test_a_hidden_home_stays_hidden_on_the_lab(tmp_path):
+    hosts = inventory_hosts(runpy.run_path(str(lab_outputs(tmp_path, 3, REPO / "lab/sites/meadow"))))
+    home, vps = hosts["home.meadow.test"], hosts["vps.meadow.test"]
+    assert (home["ipv4"], home["ipv6"], vps["ipv4"], vps["ipv6"]) == ("10.77.0.11", None, "10.77.0.12", "fd77:1ab::c")
+    assert home["link_enabled"] is home["link_home_hidden"] is True and home["mta"] == "postfix"
+    # Their LAN stays out: the lab's operator reaches the home.
+    assert home["operator_networks"] == ["10.77.0.1", "fd77:1ab::1"]

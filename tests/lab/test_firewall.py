@@ -1,11 +1,12 @@
 """The firewall, seen from another host: only SSH and the enabled components answer, on
 IPv4 and IPv6, even when something else listens; loopback is not filtered."""
 
+import ipaddress
 import re
 
 import pytest
 
-from tasks import mail, zone
+from tasks import link, mail, proxy, zone
 
 pytestmark = [pytest.mark.mta]
 
@@ -35,10 +36,18 @@ def listener(on_server):
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_only_intended_ports_answer_from_another_host(server, observer, listener, site, family):
     expected = {site["ssh_port"]} | ({53} if site["zone_enabled"] and zone.role(site) != "none" else set())
-    if site["mail_enabled"]:  # SMTP; submission, IMAP, MTA-STS on the mail host (80 opens only while certbot asks)
-        expected |= {"mail": {25, 465, 587, 143, 993, 443}, "relay": {25}, "none": set()}[mail.role(site)]
+    if site["mail_enabled"]:  # SMTP; submission, IMAP, MTA-STS where served (80 opens only while certbot asks)
+        expected |= {"mail": {25, 465, 587, 143, 993}, "relay": {25}, "none": set()}[mail.role(site)]
+        expected |= {443} if zone.mta_sts_served(site) else set()
+    address = observer.reach(server, family)
+    if link.role(site) == "home" and link.hidden(site):
+        # A hidden home answers its operator, its LAN and the link alone (tasks/registry.py),
+        # there with the front door's ports inside the link too (tasks/proxy.py).
+        source = ipaddress.ip_address(re.search(r"\bsrc (\S+)", observer.run("ip", "route", "get", address).stdout)[1])
+        inside = any(source in ipaddress.ip_network(n, strict=False) for n in link.networks(site))
+        expected = expected | {home for _, home in proxy.FRONT.values()} if inside else set()
     options = ["-6"] if family == "ipv6" else []
-    assert open_ports(observer, observer.reach(server, family), *options) == expected
+    assert open_ports(observer, address, *options) == expected
 
 
 def test_unlisted_service_answers_on_loopback_only(on_server, server, observer, listener):

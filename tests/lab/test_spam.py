@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from tasks import zone
 from tests.helpers import OUTSIDE_USER, Endpoint, inbox, send_from_outside
 
 pytestmark = [pytest.mark.mta]
@@ -35,7 +36,8 @@ def gtube_message(recipient: str) -> str:
 
 
 def mx_hosts(mail_data: dict) -> list[dict]:
-    return [*mail_data["zone_hosts"]["mail"], *mail_data["zone_hosts"]["relay"]]
+    """The MX hosts: the mail host (unless hidden) and the relays."""
+    return zone.public_servers(mail_data)
 
 
 def test_gtube_is_refused_at_smtp_by_every_mx(mail_data, tls_context):

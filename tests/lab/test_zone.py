@@ -44,16 +44,16 @@ def validate(on_server, world):
 
 
 def names_to_check(data: dict, z: str, selector: str) -> list[tuple[str, str]]:
-    primary, mx = data["domain"], zone.servers(data, "mail")[0]["fqdn"]
+    primary, public = data["domain"], zone.public_servers(data)  # a hidden home is neither MX nor NS
     out = [(z, "MX"), (z, "TXT"), (f"_dmarc.{z}", "TXT"), (f"_smtp._tls.{z}", "TXT"), (f"_mta-sts.{z}", "TXT"),
            (z, "CAA"), (f"_submission._tcp.{z}", "SRV"), (f"autoconfig.{z}", "CNAME"), (z, "SOA"), (z, "NS"),
            (f"{selector}._domainkey.{z}", "TXT")]
     if z == primary:
-        out += [(mx, "A"), (f"ns1.{primary}", "A")]
-        out += [(f"{h['fqdn']}", "AAAA") for h in zone.servers(data, "mail") if h["ipv6"]]
-        out += [(f"ns2.{primary}", "AAAA") for h in zone.servers(data, "relay")[:1] if h["ipv6"]]
-        # DANE: the TLSA of every MX host (the mail host and the relay).
-        out += [(f"_25._tcp.{h['fqdn']}", "TLSA") for g in ("mail", "relay") for h in zone.servers(data, g)]
+        out += [(public[0]["fqdn"], "A"), (f"ns1.{primary}", "A")]
+        out += [(public[0]["fqdn"], "AAAA")] if public[0]["ipv6"] else []
+        out += [(f"ns2.{primary}", "AAAA") for h in public[1:2] if h["ipv6"]]
+        # DANE: the TLSA of every MX host (the mail host unless hidden, the relays).
+        out += [(f"_25._tcp.{h['fqdn']}", "TLSA") for h in public]
     return out
 
 
