@@ -451,6 +451,10 @@ def status():
                     "is-system-running", check=False, capture_output=True)
             state = r.stdout.strip() or "unknown"
         print(f"{n:6} {address(n):12} {address(n, True):16} {state}")
+        if state != "running" and (HOSTS / n / "console.log").exists():
+            # What the host last said on its console: why it is down, or what holds it.
+            for line in (HOSTS / n / "console.log").read_text(errors="replace").splitlines()[-12:]:
+                print(f"       | {line}")
     return 0
 
 

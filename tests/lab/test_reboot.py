@@ -24,8 +24,12 @@ def test_reboot_keeps_services_and_firewall(on_server, server, observer, site, s
     time.sleep(2)
     # Up to twice systemd's stop timeout (90 s): a milter has been seen to hold the
     # shutdown that long now and then (libmilter waits for its sessions to end).
+    # The old system keeps answering SSH for seconds while it shuts down: wait for the new boot.
     deadline = time.time() + 200
-    while time.time() < deadline and observer.ssh(server, site["admin_user"]).returncode != 0:
+    while time.time() < deadline:
+        r = observer.ssh(server, site["admin_user"], command="cat /proc/sys/kernel/random/boot_id")
+        if r.returncode == 0 and r.stdout.strip() not in ("", before["boot"]):
+            break
         time.sleep(1)
     on_server.run("systemctl is-system-running --wait")
     after = snapshot(on_server, services)
