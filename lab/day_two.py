@@ -5,7 +5,9 @@ registrar's step ("Keys that roll"). After each, what others pinned is as it sho
 (the same keys after a rebuild, the new ones after a roll), the mail is still there, a
 further deploy changes nothing and the check passes.
 
-    .venv/bin/python lab/day_two.py ROOTS.pem   (after lab/rehearse; ROOTS: the lab CA's)
+    .venv/bin/python lab/day_two.py ROOTS.pem [STEP...]   (after lab/rehearse; ROOTS: the lab CA's)
+
+STEP: rebuild, roll_tls_and_dkim, roll_dnssec (all three, in this order, by default).
 
 Prints one line per step, `ok` or `FAIL`, and exits 1 if a step failed. The lab's TTLs are
 seconds (lab/site_inventory.py.in), so the rolls wait seconds where yours wait hours.
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import runpy
+import shlex
 import socket
 import ssl
 import subprocess
@@ -32,6 +35,7 @@ import dns.rdatatype  # noqa: E402
 
 from tasks import backup, check, mail, registrar, zone  # noqa: E402
 from tasks.data import inventory_hosts  # noqa: E402
+from tasks.util import System  # noqa: E402
 
 LAB = REPO / ".lab"
 INVENTORY = LAB / "inventory.py"
@@ -233,7 +237,29 @@ def roll_dnssec(site: Site) -> str:
     def keys(z: str) -> set[str]:
         return {r.split()[0] + " " + r.split()[-1] for r in records(site.data["ipv4"], z, "DNSKEY")}
 
-    before, keys_before = ds(), {z: keys(z) for z in zones}
+    def states() -> dict[str, dict[int, tuple[str, str]]]:
+        """{zone: {key id: (goal, DS state)}}, read as the deploy reads them (its System fact)."""
+        fact = System()
+        out = site.ssh("sudo -n sh -c " + shlex.quote(fact.command([], key_dir=zone.dnssec_key_dir(site.data))))
+        found = zone.dnssec_keys(fact.process(out.splitlines())["dnssec"])
+        return {z: {k["id"]: (k["goal"], k["ds"]) for k in found.get(z, [])} for z in zones}
+
+    def out_of_the_chain(z: str, old: set[int]) -> bool:
+        """The signer saw the old DS gone from the parent and the new one there (NSD's
+        signer moves an old key's files away, bind keeps them); with bind, the old key's
+        signature of the DNSKEY set has gone too (`rndc dnssec -status`, RFC 7583's states)."""
+        now = states()[z]
+        if not (all(now.get(k, ("hidden", "hidden")) == ("hidden", "hidden") for k in old)
+                and any(s == ("omnipresent", "omnipresent") for k, s in now.items() if k not in old)):
+            return False
+        if site.data["zone_server"] != "bind":
+            return True
+        said = site.ssh(f"sudo -n rndc dnssec -status {z}")
+        status = {int(k): dict(re.findall(r"- ([a-z ]+):\s+(\w+)", block))
+                  for k, block in re.findall(r"key: (\d+) (.*?)(?=\nkey: |\Z)", said, re.S)}
+        return all(status.get(k, {}).get("key rrsig", "hidden") == "hidden" for k in old)
+
+    before, keys_before, old_ids = ds(), {z: keys(z) for z in zones}, {z: set(k) for z, k in states().items()}
     asked = now_iso()
     time.sleep(1)
     out, _ = deploy("day-two-dnssec", "--limit", site.name, "--data", f"zone_dnssec_key_made_after={asked}")
@@ -249,24 +275,39 @@ def roll_dnssec(site: Site) -> str:
                        text=True, timeout=300)
     if r.returncode != 0:
         raise Failed(f"lab/root.py publish: {(r.stdout + r.stderr).strip()[-300:]}")
-    for z in zones:  # the signer sees the new DS at the parent, then lets the old key go
-        wait(f"{z}: the old key out of the zone", lambda z=z: keys(z) and not keys(z) & keys_before[z], 420, nudge)
+    for z in zones:  # the signer sees the new DS at the parent, then takes the old key out of the chain
+        wait(f"{z}: the old DS seen gone, the new one there", lambda z=z: out_of_the_chain(z, old_ids[z]), 240, nudge)
+    # Then out of the zone. NSD's signer drops it at once. bind keeps it while signatures it
+    # made may be in the zone: their validity less their refresh (signatures-validity 14
+    # days, signatures-refresh 5 days: 9 days, which the lab does not compress).
+    if site.data["zone_server"] != "bind":
+        for z in zones:
+            wait(f"{z}: the old key out of the zone", lambda z=z: keys(z) and not keys(z) & keys_before[z], 120, nudge)
     wait("the secondaries serve the master's serials", site.in_sync, 60)
+    deploy("day-two-dnssec-keep")  # the run after the roll keeps the keys' new state in secrets_dir
     settled("day-two-dnssec-further")
     told = subprocess.run([sys.executable, "-m", "tasks.registrar", str(INVENTORY)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     if "A KEY ROLL WAITS FOR YOU" in told.stdout or "nothing to change" not in told.stdout:
         raise Failed("the registrar command still asks for a change")
     checked(site.roots)
-    return "DNSSEC keys of " + ", ".join(f"{z} (DS {' '.join(wanted[z])[:24]}...)" for z in zones) + " rolled"
+    gone = "; bind drops the old DNSKEY once its signatures are replaced" if site.data["zone_server"] == "bind" else ""
+    return "DNSSEC keys of " + ", ".join(f"{z} (DS {' '.join(wanted[z])[:24]}...)" for z in zones) + " rolled" + gone
 
 
 def main() -> int:
     site = Site(Path(sys.argv[1]))
+    steps = ((rebuild, f"Rebuild {site.name}: a new disk, the README's two deploys"),
+             (roll_tls_and_dkim, "Roll the TLS and DKIM keys (tls_key_made_after, dkim_key_made_after)"),
+             (roll_dnssec, "Roll the DNSSEC keys (zone_dnssec_key_made_after, the registrar's step)"))
+    chosen = sys.argv[2:]
+    if unknown := set(chosen) - {s.__name__ for s, _ in steps}:
+        names = ", ".join(s.__name__ for s, _ in steps)
+        sys.exit(f"day_two.py: no step {', '.join(sorted(unknown))}; the steps: {names}")
     failed = 0
-    for step, title in ((rebuild, f"Rebuild {site.name}: a new disk, the README's two deploys"),
-                        (roll_tls_and_dkim, "Roll the TLS and DKIM keys (tls_key_made_after, dkim_key_made_after)"),
-                        (roll_dnssec, "Roll the DNSSEC keys (zone_dnssec_key_made_after, the registrar's step)")):
+    for step, title in steps:
+        if chosen and step.__name__ not in chosen:
+            continue
         started = time.time()
         print(f"\n=== {title}", flush=True)
         try:

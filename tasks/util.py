@@ -72,7 +72,8 @@ class System(FactBase):
             f'for f in {quoted}; do [ -f "$f" ] && echo "$f $(head -n 3 "$f" | tr "\\n" "|")"; done; '
             + (self.validation(names) if names else "")
             + (f"for f in {shlex.quote(key_dir)}/K*.state; do [ -f \"$f\" ] && echo dnssec \"${{f##*/}}\" "
-               "$(awk '/^(Generated|GoalState|DSState): / { printf \"%s%s \", $1, $2 }' \"$f\"); done; "
+               "$(awk '/^(Generated|GoalState|DSState|DNSKEYState|ZRRSIGState|Removed): / "
+               "{ printf \"%s%s \", $1, $2 }' \"$f\"); done; "
                if key_dir else "")
             + "true"
         )

@@ -477,10 +477,18 @@ def dnssec_key_dir(data: dict) -> str:
 
 
 def dnssec_keys(lines: list[str]) -> dict[str, list[dict]]:
-    """bind's keys by zone, from the System fact's `dnssec` lines ("Kzone.+013+12345.state
-    Generated:YYYYMMDDhhmmss GoalState:omnipresent DSState:rumoured"): each with its id, when
-    it was made (seconds since 1970), its goal (omnipresent: wanted; hidden: on its way out)
-    and the state of its DS at the parent (RFC 7583 section 3.1's states, as bind names them)."""
+    """The keys by zone, from the System fact's `dnssec` lines ("Kzone.+013+12345.state
+    Generated:YYYYMMDDhhmmss GoalState:omnipresent DSState:rumoured ..."): each with its id,
+    when it was made (seconds since 1970), its goal (omnipresent: wanted; hidden: on its way
+    out), the state of its DS at the parent, of its DNSKEY and of the zone's signatures made
+    with it (RFC 7583 section 3.1's states, as bind names them; NSD's signer writes the first
+    three), and when bind plans to take it out of the zone (0: no plan)."""
+    def moment_of(stamp: str) -> float:
+        try:
+            return float(calendar.timegm(time.strptime(stamp, "%Y%m%d%H%M%S")))  # UTC
+        except ValueError:
+            return 0.0
+
     out: dict[str, list[dict]] = {}
     for line in lines:
         name, *fields = line.split()
@@ -488,18 +496,29 @@ def dnssec_keys(lines: list[str]) -> dict[str, list[dict]]:
         if not found:
             continue
         state = dict(f.split(":", 1) for f in fields if ":" in f)
-        try:
-            made = float(calendar.timegm(time.strptime(state.get("Generated", ""), "%Y%m%d%H%M%S")))  # UTC
-        except ValueError:
-            made = 0.0
-        out.setdefault(found[1], []).append({"id": int(found[2]), "made": made, "goal": state.get("GoalState", ""),
-                                             "ds": state.get("DSState", "")})
+        out.setdefault(found[1], []).append({
+            "id": int(found[2]), "made": moment_of(state.get("Generated", "")), "goal": state.get("GoalState", ""),
+            "ds": state.get("DSState", ""), "dnskey": state.get("DNSKEYState", ""),
+            "zrrsig": state.get("ZRRSIGState", ""), "removed": moment_of(state.get("Removed", ""))})
     return out
 
 
-def dnssec_rolls(data: dict, keys: dict[str, list[dict]], now: float | None = None) -> dict[str, list[int]]:
-    """The keys to roll now, by zone: those made before zone_dnssec_key_made_after, when
-    no key made since is on its way in (a roll already asked for is not asked again)."""
+def dnssec_leaving(keys: dict[str, list[dict]]) -> dict[str, float]:
+    """Zones where the old key of the last roll is still in the zone, with when bind plans to
+    take it out (0: when the signer sees the DS gone). bind replaces the signatures it made
+    only as they come up for refresh (signatures-validity less signatures-refresh, 9 days);
+    a roll begun meanwhile retires a successor that signs nothing yet, and bind was seen to
+    leave records unsigned. NSD's signer moves an old key's files away once it is out."""
+    out = {}
+    for z, ks in keys.items():
+        if leaving := [k for k in ks if k["goal"] == "hidden" and (k["dnskey"], k["zrrsig"]) != ("hidden", "hidden")]:
+            out[z] = max(k["removed"] for k in leaving)
+    return out
+
+
+def dnssec_asked(data: dict, keys: dict[str, list[dict]], now: float | None = None) -> dict[str, list[int]]:
+    """The keys a roll is asked for, by zone: those made before zone_dnssec_key_made_after,
+    when no key made since is on its way in (a roll already asked for is not asked again)."""
     after = moment(data["zone_dnssec_key_made_after"]) if data["zone_dnssec_key_made_after"] else None
     if after is None or after > (time.time() if now is None else now):  # a moment to come: not yet
         return {}
@@ -509,6 +528,27 @@ def dnssec_rolls(data: dict, keys: dict[str, list[dict]], now: float | None = No
         if wanted and all(k["made"] < after for k in wanted):
             out[z] = sorted(k["id"] for k in wanted)
     return out
+
+
+def dnssec_rolls(data: dict, keys: dict[str, list[dict]], now: float | None = None) -> dict[str, list[int]]:
+    """The keys to roll now: those asked for, once the last roll's old key has left the zone."""
+    leaving = dnssec_leaving(keys)
+    return {z: ks for z, ks in dnssec_asked(data, keys, now).items() if z not in leaving}
+
+
+def dnssec_deferred(data: dict, keys: dict[str, list[dict]], now: float | None = None) -> dict[str, float]:
+    """Zones whose asked roll waits for the last roll's old key to leave, with when bind plans it."""
+    leaving = dnssec_leaving(keys)
+    return {z: leaving[z] for z in dnssec_asked(data, keys, now) if z in leaving}
+
+
+def dnssec_deferred_note(data: dict, deferred: dict[str, float]) -> str:
+    """What a run says of the rolls dnssec_deferred holds back."""
+    when = "; ".join(f"{z}: " + (time.strftime("after %Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else
+                                 "once the signer has seen the old DS gone") for z, t in deferred.items())
+    return (f"{data['fqdn']}: the DNSSEC key roll asked for (zone_dnssec_key_made_after) waits until the last "
+            f"roll's old key has left the zone, which keeps it until the signatures it made are replaced ({when}); "
+            "a run after that rolls")
 
 
 def dnssec_waiting(keys: dict[str, list[dict]]) -> dict[str, list[int]]:

@@ -52,6 +52,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
         # bind publishes the successor now and retires the old key only as the parent follows.
         server.shell(name=f"Roll the DNSSEC keys of {', '.join(rolls)}",
                      commands=["; ".join(f"rndc dnssec -rollover -key {k} {z}" for z, ks in rolls.items() for k in ks)])
+    if deferred := zone.dnssec_deferred(data, state.get("dnssec", {})):
+        logger.warning(zone.dnssec_deferred_note(data, deferred))
     if waiting := zone.dnssec_waiting(state.get("dnssec", {})):
         logger.warning(f"{data['fqdn']}: a DNSSEC key roll of {', '.join(waiting)} waits for the DS at the parent: "
                        "set what `python -m tasks.registrar` prints; the old key stays until bind sees it there")

@@ -72,6 +72,8 @@ def apply(data: dict, configs: list[ConfigFile], state: dict):
     if rolls := zone.dnssec_rolls(data, state.get("dnssec", {})):
         server.shell(name=f"Roll the DNSSEC keys of {', '.join(rolls)}",
                      commands=[f"{SIGNER} --roll {' '.join(rolls)}"])
+    if deferred := zone.dnssec_deferred(data, state.get("dnssec", {})):
+        logger.warning(zone.dnssec_deferred_note(data, deferred))
     if waiting := zone.dnssec_waiting(state.get("dnssec", {})):
         logger.warning(f"{data['fqdn']}: a DNSSEC key roll of {', '.join(waiting)} waits for the DS at the parent: "
                        "set what `python -m tasks.registrar` prints; the old key stays until the signer sees it there")

@@ -142,7 +142,8 @@ def bind_keys(*keys) -> dict[str, list[dict]]:
 
 def test_dnssec_key_states_are_read_with_their_moment_in_utc():
     keys = bind_keys((4711, "20261203151244", "omnipresent", "rumoured"))
-    assert keys == {"example.org": [{"id": 4711, "made": 1796310764.0, "goal": "omnipresent", "ds": "rumoured"}]}
+    assert keys == {"example.org": [{"id": 4711, "made": 1796310764.0, "goal": "omnipresent", "ds": "rumoured",
+                                     "dnskey": "", "zrrsig": "", "removed": 0.0}]}
 
 
 def test_a_dnssec_roll_is_asked_once_for_keys_made_before_the_moment(data):
@@ -156,6 +157,34 @@ def test_a_dnssec_roll_is_asked_once_for_keys_made_before_the_moment(data):
     rolling = bind_keys((4711, "20261203151244", "hidden", "unretentive"), (815, "20261204090000", "omnipresent",
                                                                           "rumoured"))
     assert zone.dnssec_rolls(asked, rolling, now=1796342400 + 86400) == {}
+
+
+def test_a_dnssec_roll_waits_until_the_last_rolls_old_key_has_left_the_zone(data):
+    # bind's state files as the System fact reads them: the old key of a finished roll is out
+    # of the chain (DS hidden) but its signatures are still in the zone until 2026-12-16.
+    line = ("Kexample.org.+013+{:05d}.state Generated:{} GoalState:{} DSState:{} DNSKEYState:{} "
+            "ZRRSIGState:{}{}")
+    leaving = zone.dnssec_keys([
+        line.format(4711, "20261203151244", "hidden", "hidden", "omnipresent", "unretentive",
+                    " Removed:20261216064138"),
+        line.format(815, "20261204090000", "omnipresent", "omnipresent", "omnipresent", "rumoured", "")])
+    asked = data(zone_dnssec_key_made_after="2026-12-05")
+    now = 1796342400 + 2 * 86400
+    assert zone.dnssec_rolls(asked, leaving, now=now) == {}
+    assert zone.dnssec_deferred(asked, leaving, now=now) == {"example.org": 1797403298.0}
+    assert "after 2026-12-16 06:41 UTC" in zone.dnssec_deferred_note(asked | {"fqdn": "ns1.example.org"},
+                                                                    zone.dnssec_deferred(asked, leaving, now=now))
+    # Out of the zone: the roll goes ahead; nothing asked, nothing deferred.
+    gone = zone.dnssec_keys([
+        line.format(4711, "20261203151244", "hidden", "hidden", "hidden", "hidden", " Removed:20261216064138"),
+        line.format(815, "20261204090000", "omnipresent", "omnipresent", "omnipresent", "omnipresent", "")])
+    assert zone.dnssec_rolls(asked, gone, now=now) == {"example.org": [815]}
+    assert zone.dnssec_deferred(asked, gone, now=now) == {}
+    assert zone.dnssec_deferred(data(zone_dnssec_key_made_after=""), leaving, now=now) == {}
+    # NSD's signer keeps an old key's file (no DNSKEY state) only while it is in the zone.
+    nsd = bind_keys((4711, "20261203151244", "hidden", "hidden"), (815, "20261204090000", "omnipresent",
+                                                                   "omnipresent"))
+    assert zone.dnssec_deferred(asked, nsd, now=now) == {"example.org": 0.0}
 
 
 def test_the_registrar_is_asked_for_only_while_an_old_key_waits_for_its_ds_to_go():

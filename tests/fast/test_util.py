@@ -122,17 +122,20 @@ def test_one_dig_judges_every_name(tmp_path):
 
 def test_system_fact_reads_bind_key_states_with_a_real_shell(tmp_path):
     """bind's key state files (the lines it writes, 9.18 and 9.20 alike), read by the
-    command itself: one line per key with when it was made, its goal and its DS state."""
+    command itself: one line per key with when it was made and is to leave the zone, its goal
+    and the states of its DS, DNSKEY and zone signatures."""
     (tmp_path / "Kexample.org.+013+12345.state").write_text(
         "; This is the state of key 12345, for example.org.\nAlgorithm: 13\nKSK: yes\nZSK: yes\n"
-        "Generated: 20261203151244 (Thu Dec  3 16:12:44 2026)\nGoalState: hidden\nDNSKEYState: omnipresent\n"
+        "Generated: 20261203151244 (Thu Dec  3 16:12:44 2026)\nRemoved: 20261216064138 (Wed Dec 16 06:41:38 2026)\n"
+        "KRRSIGState: hidden\nGoalState: hidden\nDNSKEYState: omnipresent\nZRRSIGState: unretentive\n"
         "DSState: unretentive\n")
     (tmp_path / "Kexample.org.+013+12345.key").write_text("; not a state file\n")
     command = System().command(heads=[], key_dir=str(tmp_path))
     r = subprocess.run(["sh", "-c", command.split("systemd-detect-virt --container || true; ", 1)[1]],
                        capture_output=True, text=True)
     assert r.stdout.splitlines() == [
-        "dnssec Kexample.org.+013+12345.state Generated:20261203151244 GoalState:hidden DSState:unretentive"], r.stderr
+        "dnssec Kexample.org.+013+12345.state Generated:20261203151244 Removed:20261216064138 GoalState:hidden "
+        "DNSKEYState:omnipresent ZRRSIGState:unretentive DSState:unretentive"], r.stderr
 
 
 def test_host_state_command_quotes_every_path_unit_and_user():
