@@ -35,7 +35,6 @@ import dns.rdatatype  # noqa: E402
 
 from tasks import backup, check, mail, registrar, zone  # noqa: E402
 from tasks.data import inventory_hosts  # noqa: E402
-from tasks.util import System  # noqa: E402
 
 LAB = REPO / ".lab"
 INVENTORY = LAB / "inventory.py"
@@ -239,9 +238,7 @@ def roll_dnssec(site: Site) -> str:
 
     def states() -> dict[str, dict[int, tuple[str, str]]]:
         """{zone: {key id: (goal, DS state)}}, read as the deploy reads them (its System fact)."""
-        fact = System()
-        out = site.ssh("sudo -n sh -c " + shlex.quote(fact.command([], key_dir=zone.dnssec_key_dir(site.data))))
-        found = zone.dnssec_keys(fact.process(out.splitlines())["dnssec"])
+        found = zone.dnssec_keys_on(site.data, lambda command: site.ssh("sudo -n sh -c " + shlex.quote(command)))
         return {z: {k["id"]: (k["goal"], k["ds"]) for k in found.get(z, [])} for z in zones}
 
     def out_of_the_chain(z: str, old: set[int]) -> bool:

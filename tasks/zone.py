@@ -36,7 +36,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 
 from tasks.secrets_dir import write_secret
-from tasks.util import ConfigFile, render
+from tasks.util import ConfigFile, System, render
 from tasks.validate import (
     CAA_PARAMETERS,
     MAILBOX,
@@ -501,6 +501,13 @@ def dnssec_keys(lines: list[str]) -> dict[str, list[dict]]:
             "ds": state.get("DSState", ""), "dnskey": state.get("DNSKEYState", ""),
             "zrrsig": state.get("ZRRSIGState", ""), "removed": moment_of(state.get("Removed", ""))})
     return out
+
+
+def dnssec_keys_on(data: dict, run) -> dict[str, list[dict]]:
+    """The master's keys by zone, read as the deploy reads them (the System fact's command),
+    through `run`: a function that runs a shell command there as root and returns its output."""
+    fact = System()
+    return dnssec_keys(fact.process(run(fact.command([], key_dir=dnssec_key_dir(data))).splitlines())["dnssec"])
 
 
 def dnssec_leaving(keys: dict[str, list[dict]]) -> dict[str, float]:

@@ -22,7 +22,6 @@ import time
 import pytest
 
 from tasks import check, zone
-from tasks.util import System
 from tests.helpers import LAB, REPO, play_registrar
 
 pytestmark = [pytest.mark.lab("rolls the DNSSEC keys of the lab's zones"), pytest.mark.zone_server]
@@ -70,9 +69,7 @@ class ValidationProbe(threading.Thread):
 
 def key_states(on_server, site: dict, z: str) -> dict[int, tuple[str, str]]:
     """{key id: (goal, DS state)} of zone z, read as the deploy reads them (its System fact)."""
-    fact = System()
-    out = on_server.check_output("sh -c %s", fact.command([], key_dir=zone.dnssec_key_dir(site)))
-    keys = zone.dnssec_keys(fact.process(out.splitlines())["dnssec"])
+    keys = zone.dnssec_keys_on(site, lambda command: on_server.check_output("sh -c %s", command))
     return {k["id"]: (k["goal"], k["ds"]) for k in keys.get(z, [])}
 
 
