@@ -150,8 +150,20 @@ def our_processes():
     return mine
 
 
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def cgroup_roots() -> list[Path]:
+    """Where a launcher makes its own cgroup: the named systemd hierarchy and the unified one
+    of a hybrid machine (this project's CI); the one tree of a machine on cgroup v2 alone
+    (most VMs today: not yet tested)."""
+    hybrid = [CGROUPS / h for h in ("systemd", "unified") if (CGROUPS / h).is_dir()]
+    return hybrid or [CGROUPS]
+
+
 def cgroup_dirs():
-    return sorted(Path("/sys/fs/cgroup").glob(f"*/{PREFIX}*"), key=lambda p: -len(p.parts))
+    """The lab's cgroups in every hierarchy, deepest first."""
+    return sorted([*CGROUPS.glob(f"*/{PREFIX}*"), *CGROUPS.glob(f"{PREFIX}*")], key=lambda p: -len(p.parts))
 
 
 def tidy():
@@ -293,8 +305,8 @@ def prepare(name, base, key):
 def boot(name):
     """Launcher, detached from `up`: runs nspawn and turns exit code 133 into a reboot."""
     d = HOSTS / name
-    for hierarchy in ("systemd", "unified"):  # nspawn --keep-unit nests in our cgroup
-        cg = Path("/sys/fs/cgroup") / hierarchy / (PREFIX + name)
+    for root in cgroup_roots():  # nspawn --keep-unit nests in our cgroup
+        cg = root / (PREFIX + name)
         cg.mkdir(exist_ok=True)
         (cg / "cgroup.procs").write_text(str(os.getpid()))
     child = None
@@ -386,6 +398,7 @@ def up(count, release, zone_server, mta="postfix"):
     write_outputs(key_file, release, zone_server, mta)
     late = [n for n in names if not wait_ssh(address(n))]
     if late:
+        status()  # with the console of each host that is not running
         sys.exit(f"lab: no SSH answer from {', '.join(late)}; see {HOSTS}/<name>/console.log")
     log(f"{count} {release} host(s) up; inventory: {OUT / 'inventory.py'}")
     status()
