@@ -102,7 +102,7 @@ class Site:
         self.servers = [a for ns in zone.public_servers(self.data) for a in (ns["ipv4"], ns["ipv6"]) if a]
         self.mx_hosts = zone.public_servers(self.data)
         # Where users read their mail: the mail host, or a hidden home's front door (the relay).
-        self.door = zone.servers(self.data, "relay")[0] if zone.hidden(self.data) else self.data
+        self.door = zone.front_door(self.data)
 
     def ssh(self, command: str, host: dict | None = None) -> str:
         r = check.over_ssh(self.data, host or self.data, command)

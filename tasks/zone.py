@@ -166,6 +166,13 @@ def public_servers(data: dict) -> list[dict]:
     return ([] if hidden(data) else servers(data, "mail")) + servers(data, "relay")
 
 
+def front_door(data: dict) -> dict | None:
+    """Where users' programs connect (IMAP, submission): the mail host, or the first relay's
+    front door for a hidden home (tasks/proxy.py)."""
+    doors = public_servers(data)
+    return doors[0] if doors else None
+
+
 def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     """(name, type, data) of every record of `zone` but the SOA; names relative to it."""
     primary = data["domain"]
@@ -182,7 +189,7 @@ def records(data: dict, zone: str) -> list[tuple[str, str, str]]:
     out += [("@", "MX", f"{20 if masters else 10} {h['fqdn']}.") for h in relays]
     # Where users' programs connect: the mail host, or the relay's front door (tasks/proxy.py),
     # which has TLS from the first byte only (RFC 8314): STARTTLS cannot pass a TLS proxy.
-    mx = nameservers[0]["fqdn"] if nameservers else primary
+    mx = door["fqdn"] if (door := front_door(data)) else primary
     starttls = "0 0 0 ." if hidden(data) else None
     dmarc = f"mailto:{data['zone_dmarc_reports']}@{primary}"
     out += [

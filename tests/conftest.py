@@ -226,6 +226,6 @@ def mx(mail_data, server, tls_context) -> Endpoint:
     """Where users and the internet meet the mail host: itself, or, for a home hidden
     behind the relay (link_home_hidden), the relay's front door (tasks/proxy.py)."""
     if zone.hidden(mail_data):
-        door = zone.servers(mail_data, "relay")[0]
+        door = zone.front_door(mail_data)
         return Endpoint(door["fqdn"], door["ipv4"], tls_context, FRONT_DOOR_PORTS)
     return Endpoint(mail_data["fqdn"], server.ipv4, tls_context)
