@@ -199,6 +199,7 @@ def tidy():
         if name.startswith("ihl-"):
             quiet("ip", "link", "delete", name)
     quiet("ip", "link", "delete", BRIDGE)
+    close_forward()
     if STATE.exists():
         shutil.rmtree(STATE)
 
@@ -229,7 +230,40 @@ def image(release):
 # --- network ----------------------------------------------------------------------------
 
 
+# Docker (running on GitHub's hosted runners, among others) sets the policy of the FORWARD
+# chain to DROP, and with br_netfilter the frames between two ports of a bridge cross that
+# chain: the lab's hosts could not reach each other. The lab lets its own bridge through,
+# the way Docker's documentation says (a rule ahead of its own), and takes the rule away.
+FORWARD_RULE = ("FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-m", "comment", "--comment", f"{PREFIX}bridge", "-j", "ACCEPT")
+
+
+def iptables():
+    return [t for t in ("iptables", "ip6tables") if shutil.which(t)]
+
+
+def open_forward():
+    for tool in iptables():
+        if subprocess.run([tool, "-w", "-C", *FORWARD_RULE], capture_output=True).returncode:
+            run(tool, "-w", "-I", *FORWARD_RULE)
+
+
+def close_forward():
+    for tool in iptables():
+        while not subprocess.run([tool, "-w", "-D", *FORWARD_RULE], capture_output=True).returncode:
+            pass
+
+
+def reachable(src, dst, v6=False):
+    """From inside src's network namespace, does dst's SSH port answer?"""
+    target = address(dst, v6)
+    return not subprocess.run(
+        ["ip", "netns", "exec", PREFIX + src, "timeout", "5", "bash", "-c", f"echo > /dev/tcp/{target}/22"],
+        capture_output=True,
+    ).returncode
+
+
 def bridge():
+    open_forward()
     run("ip", "link", "add", BRIDGE, "type", "bridge")
     run("ip", "addr", "add", f"{OPERATOR4}/24", "dev", BRIDGE)
     run("ip", "addr", "add", f"{OPERATOR6}/64", "dev", BRIDGE, "nodad")
@@ -400,6 +434,10 @@ def up(count, release, zone_server, mta="postfix"):
     if late:
         status()  # with the console of each host that is not running
         sys.exit(f"lab: no SSH answer from {', '.join(late)}; see {HOSTS}/<name>/console.log")
+    blocked = [f"IPv{6 if v6 else 4}" for v6 in (False, True) if count > 1 and not reachable(names[0], names[1], v6)]
+    if blocked:
+        sys.exit(f"lab: {names[0]} cannot reach {names[1]} over the bridge {BRIDGE} ({', '.join(blocked)}): "
+                 "a firewall of this machine drops the traffic between its ports (its forward chain)")
     log(f"{count} {release} host(s) up; inventory: {OUT / 'inventory.py'}")
     status()
 
