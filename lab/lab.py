@@ -20,6 +20,7 @@ bridge, Debian's archive. Facts and traps behind these choices: ../shared/notes/
 """
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
@@ -336,6 +337,21 @@ def prepare(name, base, key):
     (ssh / "authorized_keys").chmod(0o600)
 
 
+CLONE_NEWTIME, CLOCK_BOOTTIME = 0x80, 7
+
+
+def new_boot_clock():
+    """Put this launcher's next children in a new time namespace whose boot clock starts at
+    0, as after a reboot (time_namespaces(7)). `unshare --time --boottime=-N` does the same,
+    but util-linux 2.39 (Ubuntu 24.04's) refuses a negative offset."""
+    uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWTIME):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWTIME)")
+    # Writable until a process enters the namespace: the nspawn started next.
+    Path("/proc/self/timens_offsets").write_text(f"{CLOCK_BOOTTIME} -{uptime} 0\n")
+
+
 def boot(name):
     """Launcher, detached from `up`: runs nspawn and turns exit code 133 into a reboot."""
     d = HOSTS / name
@@ -347,15 +363,13 @@ def boot(name):
 
     def stop(*_):
         (d / "stop").touch()
-        for pid in children(child.pid) if child else []:  # nspawn; unshare forwards nothing
-            os.kill(pid, signal.SIGTERM)
+        if child:  # nspawn powers the host off cleanly
+            child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     while True:
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        # A new time namespace per boot: the host's uptime restarts at 0, as after a reboot.
+        new_boot_clock()
         child = subprocess.Popen([
-            "unshare", "--fork", "--time", f"--boottime=-{int(uptime)}",
             "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--console=passive",
             "-D", str(d / "root"), "-M", name, f"--network-namespace-path=/run/netns/{PREFIX}{name}",
             "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--timezone=off",
