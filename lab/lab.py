@@ -41,7 +41,7 @@ HOSTS = STATE / "hosts"
 BRIDGE = "ihlab0"
 NET4, NET6 = "10.77.0", "fd77:1ab:"
 OPERATOR4, OPERATOR6 = f"{NET4}.1", f"{NET6}:1"
-APT_PORT = 3142
+APT_PORT = 13142  # not apt-cacher-ng's usual 3142, which the machine's own cache may hold
 PREFIX = "ihlab-"  # netns and cgroup names; a name the lab owns
 RELEASES = ("trixie", "bookworm")
 MAX_HOSTS = 20
@@ -282,18 +282,29 @@ def wire(name):
     run("ip", "-n", ns, "link", "set", "eth0", "up")
 
 
-def warm_apt_cache(release):
+def warm_apt_cache(release, cache: subprocess.Popen):
     """Fetch the release's InRelease files through the cache once: when several hosts asked
-    for one the cache did not have yet, some got a short answer and apt hung."""
+    for one the cache did not have yet, some got a short answer and apt hung. Also the proof
+    that the cache runs and reaches Debian's archive, before any host depends on it."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{OPERATOR4}:{APT_PORT}"}))
     suites = (f"debian/dists/{release}", f"debian/dists/{release}-updates", f"debian-security/dists/{release}-security")
     for path in suites:
-        for _ in range(30):  # the cache takes a moment to listen
+        error = None
+        for _ in range(50):  # the cache takes a moment to listen
+            if cache.poll() is not None:
+                break
             try:
                 opener.open(f"http://deb.debian.org/{path}/InRelease", timeout=30).read()
                 break
-            except OSError:
+            except OSError as e:
+                error = e
                 time.sleep(0.2)
+        else:
+            sys.exit(f"lab: the apt cache on {OPERATOR4}:{APT_PORT} got no {path}/InRelease from Debian's archive "
+                     f"({error}); see {STATE / 'apt-cacher-ng/log'}")
+        if cache.poll() is not None:
+            log_tail = (STATE / "apt-cacher-ng/log/stdout").read_text().strip().splitlines()[-3:]
+            sys.exit(f"lab: the apt cache stopped at once: {' / '.join(log_tail)}")
 
 
 def apt_cache():
@@ -308,9 +319,7 @@ def apt_cache():
         "ExThreshold: 4\n"
     )
     with open(conf / "log" / "stdout", "w") as out:
-        subprocess.Popen(
-            ["apt-cacher-ng", "-c", str(conf)], stdout=out, stderr=out, start_new_session=True
-        )
+        return subprocess.Popen(["apt-cacher-ng", "-c", str(conf)], stdout=out, stderr=out, start_new_session=True)
 
 
 # --- boot -------------------------------------------------------------------------------
@@ -435,8 +444,7 @@ def up(count, release, zone_server, mta="postfix"):
     for n in names:
         (HOSTS / n).mkdir()
     bridge()
-    apt_cache()
-    warm_apt_cache(release)
+    warm_apt_cache(release, apt_cache())
     for n in names:
         prepare(n, base, key)
         wire(n)
