@@ -289,22 +289,16 @@ def warm_apt_cache(release, cache: subprocess.Popen):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{OPERATOR4}:{APT_PORT}"}))
     suites = (f"debian/dists/{release}", f"debian/dists/{release}-updates", f"debian-security/dists/{release}-security")
     for path in suites:
-        error = None
-        for _ in range(50):  # the cache takes a moment to listen
-            if cache.poll() is not None:
-                break
+        for attempt in range(50):  # the cache takes a moment to listen
             try:
                 opener.open(f"http://deb.debian.org/{path}/InRelease", timeout=30).read()
                 break
             except OSError as e:
-                error = e
+                if cache.poll() is not None or attempt == 49:
+                    tail = (STATE / "apt-cacher-ng/log/stdout").read_text().strip().splitlines()[-3:]
+                    sys.exit(f"lab: the apt cache on {OPERATOR4}:{APT_PORT} got no {path}/InRelease ({e}); "
+                             f"its log: {' / '.join(tail) or '(empty)'}")
                 time.sleep(0.2)
-        else:
-            sys.exit(f"lab: the apt cache on {OPERATOR4}:{APT_PORT} got no {path}/InRelease from Debian's archive "
-                     f"({error}); see {STATE / 'apt-cacher-ng/log'}")
-        if cache.poll() is not None:
-            log_tail = (STATE / "apt-cacher-ng/log/stdout").read_text().strip().splitlines()[-3:]
-            sys.exit(f"lab: the apt cache stopped at once: {' / '.join(log_tail)}")
 
 
 def apt_cache():
@@ -456,7 +450,8 @@ def up(count, release, zone_server, mta="postfix"):
     if late:
         status()  # with the console of each host that is not running
         sys.exit(f"lab: no SSH answer from {', '.join(late)}; see {HOSTS}/<name>/console.log")
-    blocked = [f"IPv{6 if v6 else 4}" for v6 in (False, True) if count > 1 and not reachable(names[0], names[1], v6)]
+    pair = names[:2] if count > 1 else []
+    blocked = [f"IPv{6 if v6 else 4}" for v6 in (False, True) if pair and not reachable(*pair, v6)]
     if blocked:
         sys.exit(f"lab: {names[0]} cannot reach {names[1]} over the bridge {BRIDGE} ({', '.join(blocked)}): "
                  "a firewall of this machine drops the traffic between its ports (its forward chain)")
